@@ -1,0 +1,252 @@
+"""What every AM optimizer shares: the three-phase step, scopes, validation, state dtypes.
+
+An AM step cannot update any element of a block before it knows the block's beta, and beta
+needs sums over the whole block (for ``scope="global"``, over every parameter). So a step runs
+in three phases, and each optimizer supplies the first and the last:
+
+1. ``_prepare`` collects the tensors of a group and ``_block_sums`` computes their per-tensor
+   ``(a, b)`` (ALGORITHMS.md §4), updating any statistic that does not depend on beta;
+2. :func:`adamem.beta.block_betas` turns the sums into one beta per tensor, per ``scope``;
+3. ``_apply`` updates parameters and state with those betas.
+
+Inside a group, tensors seen for the first time come first (``ParamBatch.first_steps`` of
+them): their step follows a fixed rule and they stay out of the model's sums.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from .beta import SCOPES, block_betas
+
+LearningRate = float | Tensor
+
+
+@dataclass
+class ParamBatch:
+    """The tensors of one parameter group that take part in a step.
+
+    ``params`` and ``states`` are the stored tensors (real views of complex ones); ``grads``
+    are the gradients the algorithm sees, in the compute dtype, with ``maximize`` applied.
+    The first ``first_steps`` entries are tensors seen for the first time.
+    """
+
+    group: dict[str, Any]
+    params: list[Tensor] = field(default_factory=list)
+    grads: list[Tensor] = field(default_factory=list)
+    states: list[dict[str, Any]] = field(default_factory=list)
+    first_steps: int = 0
+    scratch: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+
+def compute_dtype(tensor: Tensor) -> torch.dtype:
+    """The dtype in which a tensor's AM arithmetic runs: float64 for double, else float32."""
+    return torch.float64 if tensor.dtype in (torch.float64, torch.complex128) else torch.float32
+
+
+def real_view(tensor: Tensor) -> Tensor:
+    """Complex tensors are optimised as pairs of reals: ``<g, d>`` becomes ``Re <g, d>``."""
+    return torch.view_as_real(tensor) if tensor.is_complex() else tensor
+
+
+def scalar_state(value: LearningRate | float, like: Tensor) -> Tensor:
+    """A 0-d statistic on ``like``'s device in its compute dtype."""
+    return torch.as_tensor(value, dtype=compute_dtype(like), device=like.device).reshape(()).clone()
+
+
+def use_foreach(group: dict[str, Any], params: list[Tensor]) -> bool:
+    """``foreach=None`` picks the multi-tensor path when every tensor is on CUDA, like torch."""
+    if group["foreach"] is not None:
+        return group["foreach"]
+    return bool(params) and all(p.device.type == "cuda" for p in params)
+
+
+def check_learning_rate(lr: Any) -> None:
+    if isinstance(lr, Tensor):
+        if lr.numel() != 1:
+            raise ValueError(f"lr as a Tensor must have one element, got shape {tuple(lr.shape)}")
+        if lr.is_complex() or not lr.is_floating_point():
+            raise TypeError(f"lr as a Tensor must be real floating point, got {lr.dtype}")
+        value = float(lr)
+    elif isinstance(lr, (int, float)) and not isinstance(lr, bool):
+        value = float(lr)
+    else:
+        raise TypeError(f"lr must be a float or a one-element Tensor, got {type(lr).__name__}")
+    if not (value >= 0.0 and math.isfinite(value)):
+        raise ValueError(f"lr must be finite and >= 0, got {value}")
+
+
+def check_number(name: str, value: Any, low: float, high: float, *, high_open: bool) -> None:
+    """Require ``low <= value <= high`` (``< high`` if ``high_open``) for a real number."""
+    if isinstance(value, Tensor) and value.numel() == 1 and value.is_floating_point():
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    above_low = value >= low
+    below_high = value < high if high_open else value <= high
+    if not (above_low and below_high and not math.isnan(value)):
+        bracket = ")" if high_open else "]"
+        raise ValueError(f"{name} must lie in [{low}, {high}{bracket}, got {value}")
+
+
+def check_flag(name: str, value: Any, *, allow_none: bool = False) -> None:
+    if isinstance(value, bool) or (allow_none and value is None):
+        return
+    expected = "a bool or None" if allow_none else "a bool"
+    raise TypeError(f"{name} must be {expected}, got {value!r}")
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+class AMOptimizer(Optimizer):
+    """Base class of the AM optimizers; see the module docstring for the step's phases.
+
+    Subclasses define ``_prepare``, ``_block_sums``, ``_apply``, ``_validate_group``,
+    ``_beta_cap`` (the cap on beta in a group), ``effective_momentum`` and
+    ``_statistic_keys`` (state keys kept in the compute dtype whatever the parameter dtype).
+    """
+
+    _statistic_keys: frozenset[str] = frozenset()
+    _group_defaults: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------- parameter groups
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            self._validate_group(group)
+            check_choice("scope", group["scope"], SCOPES)
+            check_flag("maximize", group["maximize"])
+            check_flag("foreach", group["foreach"], allow_none=True)
+            self._check_global_caps()
+        except (TypeError, ValueError):
+            self.param_groups.pop()
+            raise
+
+    def _check_global_caps(self) -> None:
+        caps = {self._beta_cap(g) for g in self.param_groups if g["scope"] == "global"}
+        if len(caps) > 1:
+            raise ValueError(
+                "parameter groups with scope='global' form one block and must share the same "
+                f"beta cap, got {sorted(caps)}"
+            )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in self._group_defaults.items():
+                group.setdefault(key, value)
+
+    # ----------------------------------------------------------------------------- step
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Take one step; ``closure``, if given, re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        batches = [self._prepare(group) for group in self.param_groups]
+        sums = [self._block_sums(batch) for batch in batches]
+        betas = block_betas(
+            sums,
+            [group["scope"] for group in self.param_groups],
+            [self._beta_cap(group) for group in self.param_groups],
+        )
+        for batch, beta in zip(batches, betas):
+            if len(batch):
+                self._apply(batch, beta)
+        return loss
+
+    def _collect(self, group: dict[str, Any], init_state: Callable[..., None]) -> ParamBatch:
+        """Gather the tensors with a gradient, creating state on first sight (first in order)."""
+        fresh: list[tuple[Tensor, Tensor, dict[str, Any]]] = []
+        seen: list[tuple[Tensor, Tensor, dict[str, Any]]] = []
+        for param in group["params"]:
+            if param.grad is None:
+                continue
+            grad = param.grad
+            if grad.is_sparse:
+                raise TypeError(
+                    f"{type(self).__name__} does not support sparse gradients; "
+                    "use a dense gradient (e.g. nn.Embedding(sparse=False))"
+                )
+            if not param.is_floating_point() and not param.is_complex():
+                raise TypeError(
+                    f"{type(self).__name__} optimises floating point tensors, got {param.dtype}"
+                )
+            state = self.state[param]
+            if not param.is_complex():
+                grad = grad.to(compute_dtype(param))
+            if group["maximize"]:
+                grad = -grad
+            if not state:
+                init_state(state, param)
+                fresh.append((param, grad, state))
+            else:
+                seen.append((param, grad, state))
+        batch = ParamBatch(group, first_steps=len(fresh))
+        for param, grad, state in chain(fresh, seen):
+            batch.params.append(real_view(param))
+            batch.grads.append(real_view(grad))
+            batch.states.append(state)
+        return batch
+
+    # --------------------------------------------------------------------- state dtypes
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load state like :class:`torch.optim.Optimizer`, but keep statistics in fp32/fp64.
+
+        ``torch.optim`` casts every floating state tensor to its parameter's dtype. The
+        statistics named in ``_statistic_keys`` (beta, products of betas, past learning
+        rates, step counts) must not be rounded to bf16/fp16 or made complex, so they are
+        taken from ``state_dict`` again and cast to the compute dtype instead.
+        """
+        saved_groups = state_dict["param_groups"]
+        saved_state = state_dict["state"]
+        super().load_state_dict(state_dict)
+        saved_ids = chain.from_iterable(group["params"] for group in saved_groups)
+        params = chain.from_iterable(group["params"] for group in self.param_groups)
+        for saved_id, param in zip(saved_ids, params):
+            for key, value in saved_state.get(saved_id, {}).items():
+                dtype = self._state_dtype(param, key)
+                if dtype is not None and isinstance(value, Tensor):
+                    self.state[param][key] = value.to(device=param.device, dtype=dtype, copy=True)
+
+    def _state_dtype(self, param: Tensor, key: str) -> torch.dtype | None:
+        """The dtype a state entry must have, or ``None`` for torch's default (param dtype)."""
+        return compute_dtype(param) if key in self._statistic_keys else None
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _beta_cap(self, group: dict[str, Any]) -> float:
+        raise NotImplementedError
+
+    def _prepare(self, group: dict[str, Any]) -> ParamBatch:
+        raise NotImplementedError
+
+    def _block_sums(self, batch: ParamBatch) -> tuple[Tensor, Tensor] | None:
+        """Per-tensor ``(a, b)`` of the tensors past their first step, or ``None`` if none."""
+        raise NotImplementedError
+
+    def _apply(self, batch: ParamBatch, betas: Tensor | None) -> None:
+        raise NotImplementedError
+
+    def effective_momentum(self, beta: Tensor, group: dict[str, Any]) -> Tensor:
+        """The weight of the old direction in the new one, given the beta of a block."""
+        raise NotImplementedError

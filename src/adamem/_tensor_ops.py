@@ -1,0 +1,51 @@
+"""Small tensor helpers shared by the single-tensor and multi-tensor paths."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def dot(x: Tensor, y: Tensor) -> Tensor:
+    """The real inner product of two tensors of the same shape, as a 0-d tensor."""
+    return torch.dot(x.reshape(-1), y.reshape(-1))
+
+
+def foreach_dot(xs: Sequence[Tensor], ys: Sequence[Tensor]) -> list[Tensor]:
+    """Per-pair inner products; torch has no ``_foreach_dot``, so this launches one per pair."""
+    return [dot(x, y) for x, y in zip(xs, ys)]
+
+
+def stack_on(values: Sequence[Tensor], like: Tensor) -> Tensor:
+    """Stack 0-d tensors onto ``like``'s device (a group may span devices)."""
+    return torch.stack([v.to(like.device) for v in values])
+
+
+def scale(tensors: Sequence[Tensor], factor: float | Tensor) -> list[Tensor]:
+    """``factor * t`` for each tensor, for a float or a 0-d tensor factor."""
+    return torch._foreach_mul(list(tensors), factor)
+
+
+def in_dtype(tensors: Sequence[Tensor], dtypes: Sequence[torch.dtype]) -> list[Tensor]:
+    """Each tensor in its compute dtype (the same object when no cast is needed)."""
+    return [t.to(dtype) for t, dtype in zip(tensors, dtypes)]
+
+
+def write_back(destinations: Sequence[Tensor], values: Sequence[Tensor]) -> None:
+    """Copy computed values into stored tensors, casting to their dtype (skips aliases)."""
+    pairs = [(dst, src) for dst, src in zip(destinations, values) if dst is not src]
+    if pairs:
+        torch._foreach_copy_([dst for dst, _ in pairs], [src for _, src in pairs])
+
+
+def fill(tensors: Sequence[Tensor], value: float | Tensor) -> None:
+    """Set every 0-d tensor to ``value`` (a float or a one-element tensor)."""
+    for tensor in tensors:
+        tensor.copy_(value) if isinstance(value, Tensor) else tensor.fill_(value)
+
+
+def foreach_mul_unbound(tensors: Sequence[Tensor], factors: Tensor) -> list[Tensor]:
+    """``factors[i] * tensors[i]`` for a 1-D tensor of per-tensor factors."""
+    return torch._foreach_mul(list(tensors), list(factors.unbind()))

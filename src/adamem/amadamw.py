@@ -1,0 +1,524 @@
+r"""AM-AdamW: AdamW whose first-moment coefficient is solved at every step (ALGORITHMS.md §5).
+
+Per tensor, with step count :math:`k`, gradient :math:`g`, memory :math:`d` (``exp_avg``,
+:math:`d_0 = 0`), second moment :math:`v`, and :math:`\Pi` the product of the tensor's past
+betas (:math:`\Pi_0 = 1`):
+
+.. math::
+
+    v &\leftarrow \beta_2 v + (1-\beta_2)\, g^2, \qquad
+    P = \big(1 - \beta_{1,\max}\Pi\big)\Big(\sqrt{v / (1-\beta_2^{k})} + \varepsilon\Big), \\
+    \Gamma &= \langle g,\; x_{t-1} - x_t\rangle
+          = \frac{\eta_{t-1}}{1-\mu\eta_{t-1}}\,\langle g,\; d / P_{t-1} + \mu x\rangle
+          \quad\text{(the "displacement" gap)}, \\
+    a &= \textstyle\sum \Gamma - \eta\big(\mu\langle x, d-g\rangle
+          + \langle d-g,\; M(g + \lambda P d)\rangle\big), \qquad
+    b = \textstyle\sum \eta\,\langle d-g,\; M(d-g)\rangle, \qquad M = \frac{1}{P(1+\lambda P)}, \\
+    \beta &= \mathrm{select}(a, b, \beta_{1,\max})
+          \quad(\beta = \beta_{1,\max} \text{ at } k = 1), \\
+    d &\leftarrow \frac{(1-\beta)\,g + (\lambda P + \beta)\,d}{1 + \lambda P}, \qquad
+    x \leftarrow (1 - \mu\eta)\,x - \eta\, d / P, \qquad \Pi \leftarrow \Pi\beta,
+
+with sums over each block of ``scope``. :math:`P` is Adam's bias-corrected denominator, with
+the bias of the time-varying EMA approximated by :math:`\beta_{1,\max}` in place of the unknown
+current beta; with :math:`\lambda = 0` the first step is Adam's. :math:`P_{t-1}` is rebuilt
+from the previous :math:`v` and bias factor, so no extra buffer is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from . import _tensor_ops as ops
+from ._optimizer import (
+    AMOptimizer,
+    LearningRate,
+    ParamBatch,
+    check_choice,
+    check_learning_rate,
+    check_number,
+    scalar_state,
+    use_foreach,
+)
+from .beta import Scope
+
+__all__ = [
+    "GAP_ESTIMATES",
+    "AMAdamW",
+    "amadamw_block_sums",
+    "amadamw_preconditioner",
+    "amadamw_tensor_step",
+    "amadamw_terms",
+    "amadamw_update",
+    "compat_gap",
+    "displacement_gap",
+]
+
+GapEstimate = Literal["displacement", "compat"]
+GAP_ESTIMATES: tuple[str, ...] = ("displacement", "compat")
+
+
+class AMAdamW(AMOptimizer):
+    r"""Adaptive-Memory AdamW: decoupled weight decay, first moment with a solved coefficient.
+
+    Args:
+        params: parameters or parameter groups, as for any ``torch.optim`` optimizer.
+        lr: learning rate :math:`\eta` (float or one-element Tensor), in AdamW's units.
+        betas: ``(beta1_max, beta2)``: the cap on :math:`\beta_t` and the second-moment
+            coefficient, both in ``[0, 1)``.
+        eps: added to the root of the second moment, ``> 0``.
+        weight_decay: decoupled decay :math:`\mu \ge 0` (``lr * weight_decay < 1``).
+        lambd: pull :math:`\lambda \ge 0` towards the old direction.
+        scope: ``"tensor"`` (one beta per parameter tensor), ``"group"`` (one per parameter
+            group) or ``"global"`` (one for every group whose scope is ``"global"``).
+        gap_estimate: how the function gap :math:`\Gamma \approx f(x_{t-1}) - f(x_t)` is
+            estimated: ``"displacement"`` (exact displacement, the spec's default) or
+            ``"compat"`` (the public re-implementation's :math:`(1+\mu\eta_t)\eta_{t-1}
+            \langle g, d/P_t + \mu x\rangle`).
+        maximize: maximise the objective instead (``p.grad`` is left untouched).
+        foreach: use the multi-tensor path; ``None`` picks it when all parameters are on CUDA.
+
+    The displacement gap rebuilds :math:`x_{t-1} - x_t` from the previous learning rate (kept
+    per tensor) and the group's current ``betas``, ``eps`` and ``weight_decay``: if those
+    change between two steps, that one step's gap is approximate.
+
+    Example:
+        >>> import torch, adamem
+        >>> model = torch.nn.Linear(3, 1)
+        >>> opt = adamem.AMAdamW(model.parameters(), lr=1e-2)
+        >>> for _ in range(3):
+        ...     opt.zero_grad()
+        ...     model(torch.ones(4, 3)).pow(2).mean().backward()
+        ...     opt.step()
+        >>> sorted(opt.state[model.weight])[:3]
+        ['beta', 'beta_product', 'exp_avg']
+    """
+
+    _statistic_keys = frozenset(
+        {"beta", "beta_product", "prev_bias_correction1", "prev_lr", "step"}
+    )
+    _group_defaults = {
+        "scope": "tensor",
+        "maximize": False,
+        "foreach": None,
+        "gap_estimate": "displacement",
+    }
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: LearningRate = 1e-3,
+        betas: tuple[float, float] = (0.89, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        *,
+        lambd: float = 0.1,
+        scope: Scope = "tensor",
+        gap_estimate: GapEstimate = "displacement",
+        maximize: bool = False,
+        foreach: bool | None = None,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            lambd=lambd,
+            scope=scope,
+            gap_estimate=gap_estimate,
+            maximize=maximize,
+            foreach=foreach,
+        )
+        super().__init__(params, defaults)
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        check_learning_rate(group["lr"])
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair (beta1_max, beta2), got {betas!r}")
+        check_number("betas[0] (beta1_max)", betas[0], 0.0, 1.0, high_open=True)
+        check_number("betas[1] (beta2)", betas[1], 0.0, 1.0, high_open=True)
+        check_number("eps", group["eps"], 0.0, float("inf"), high_open=True)
+        if not group["eps"] > 0:
+            raise ValueError(f"eps must be > 0, got {group['eps']}")
+        check_number("weight_decay", group["weight_decay"], 0.0, float("inf"), high_open=True)
+        check_number("lambd", group["lambd"], 0.0, float("inf"), high_open=True)
+        check_choice("gap_estimate", group["gap_estimate"], GAP_ESTIMATES)
+        if float(group["lr"]) * group["weight_decay"] >= 1:
+            raise ValueError(
+                f"lr * weight_decay must be < 1 (the decay factor 1 - lr*weight_decay must stay "
+                f"positive), got lr={float(group['lr'])}, weight_decay={group['weight_decay']}"
+            )
+
+    def _beta_cap(self, group: dict[str, Any]) -> float:
+        return float(group["betas"][0])
+
+    def effective_momentum(self, beta: Tensor, group: dict[str, Any]) -> Tensor:
+        """``beta`` itself: the per-coordinate weight ``(beta + lambd*P)/(1 + lambd*P)`` tends to
+        it as ``lambd * P -> 0``, the usual regime in deep networks (ALGORITHMS.md §5)."""
+        return beta
+
+    def _prepare(self, group: dict[str, Any]) -> ParamBatch:
+        def init_state(state: dict[str, Any], param: Tensor) -> None:
+            state["step"] = scalar_state(0.0, param)
+            state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(
+                param, memory_format=torch.preserve_format, dtype=self._second_moment_dtype(param)
+            )
+            state["beta"] = scalar_state(0.0, param)
+            state["beta_product"] = scalar_state(1.0, param)
+            state["prev_bias_correction1"] = scalar_state(1.0, param)
+            state["prev_lr"] = scalar_state(group["lr"], param)
+
+        batch = self._collect(group, init_state)
+        batch.scratch["foreach"] = use_foreach(group, batch.params)
+        return batch
+
+    @staticmethod
+    def _second_moment_dtype(param: Tensor) -> torch.dtype:
+        # g*g overflows fp16 for |g| > 256; bf16 has fp32's range.
+        return torch.float32 if param.dtype == torch.float16 else param.dtype
+
+    def _state_dtype(self, param: Tensor, key: str) -> torch.dtype | None:
+        if key == "exp_avg_sq" and param.dtype == torch.float16:
+            return torch.float32
+        return super()._state_dtype(param, key)
+
+    def _block_sums(self, batch: ParamBatch) -> tuple[Tensor, Tensor] | None:
+        group = batch.group
+        states = batch.states
+        sums, preconditioners = amadamw_block_sums(
+            batch.params,
+            batch.grads,
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [s["step"] for s in states],
+            [s["beta_product"] for s in states],
+            [s["prev_bias_correction1"] for s in states],
+            [s["prev_lr"] for s in states],
+            first_steps=batch.first_steps,
+            lr=group["lr"],
+            betas=group["betas"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            lambd=group["lambd"],
+            gap_estimate=group["gap_estimate"],
+            foreach=batch.scratch["foreach"],
+        )
+        batch.scratch["preconditioners"] = preconditioners
+        return sums
+
+    def _apply(self, batch: ParamBatch, betas: Tensor | None) -> None:
+        group = batch.group
+        cap = self._beta_cap(group)
+        like = batch.grads[0]
+        all_betas = torch.full((batch.first_steps,), cap, dtype=like.dtype, device=like.device)
+        if betas is not None:
+            all_betas = torch.cat([all_betas, betas.to(like.device, like.dtype)])
+        amadamw_update(
+            batch.params,
+            batch.grads,
+            [s["exp_avg"] for s in batch.states],
+            batch.scratch.pop("preconditioners"),
+            all_betas,
+            lr=group["lr"],
+            weight_decay=group["weight_decay"],
+            lambd=group["lambd"],
+            foreach=batch.scratch["foreach"],
+        )
+        beta_list = list(all_betas.unbind())
+        torch._foreach_copy_([s["beta"] for s in batch.states], beta_list)
+        torch._foreach_mul_([s["beta_product"] for s in batch.states], beta_list)
+        ops.fill([s["prev_lr"] for s in batch.states], group["lr"])
+
+
+def amadamw_block_sums(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[Tensor],
+    beta_products: list[Tensor],
+    prev_bias_corrections: list[Tensor],
+    prev_lrs: list[Tensor],
+    *,
+    first_steps: int,
+    lr: LearningRate,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+    lambd: float,
+    gap_estimate: GapEstimate,
+    foreach: bool,
+) -> tuple[tuple[Tensor, Tensor] | None, list[Tensor]]:
+    """Advance ``v`` and the step counts, and compute every tensor's preconditioner ``P``.
+
+    Returns the per-tensor ``(a, b)`` of the tensors past their first step (the first
+    ``first_steps`` are not; ``None`` if no tensor is), and ``P`` for every tensor, in the
+    compute dtype. Sets ``prev_bias_corrections`` to this step's bias factor.
+    """
+    like = grads[0]
+    dtypes = [g.dtype for g in grads]
+    inputs = _AdamWInputs(
+        xs=ops.in_dtype(params, dtypes),
+        grads=grads,
+        memories=ops.in_dtype(exp_avgs, dtypes),
+        second_moments=ops.in_dtype(exp_avg_sqs, dtypes),
+        step_counts=ops.stack_on(steps, like) + 1,
+        bias_corrections1=1 - betas[0] * ops.stack_on(beta_products, like),
+        prev_bias_corrections1=ops.stack_on(prev_bias_corrections, like),
+        prev_lrs=ops.stack_on(prev_lrs, like),
+    )
+    hyper = dict(
+        first_steps=first_steps,
+        lr=lr,
+        beta2=betas[1],
+        eps=eps,
+        mu=weight_decay,
+        lambd=lambd,
+        gap_estimate=gap_estimate,
+    )
+    compute = _multi_tensor_block_sums if foreach else _single_tensor_block_sums
+    sums, new_second_moments, preconditioners = compute(inputs, **hyper)
+    ops.write_back(exp_avg_sqs, new_second_moments)
+    torch._foreach_copy_(steps, list(inputs.step_counts.unbind()))
+    torch._foreach_copy_(prev_bias_corrections, list(inputs.bias_corrections1.unbind()))
+    return sums, preconditioners
+
+
+@dataclass
+class _AdamWInputs:
+    """One group's tensors in the compute dtype, and its per-tensor scalars as 1-D tensors."""
+
+    xs: list[Tensor]
+    grads: list[Tensor]
+    memories: list[Tensor]
+    second_moments: list[Tensor]
+    step_counts: Tensor
+    bias_corrections1: Tensor
+    prev_bias_corrections1: Tensor
+    prev_lrs: Tensor
+
+
+def _single_tensor_block_sums(
+    inputs: _AdamWInputs,
+    *,
+    first_steps: int,
+    lr: LearningRate,
+    beta2: float,
+    eps: float,
+    mu: float,
+    lambd: float,
+    gap_estimate: GapEstimate,
+) -> tuple[tuple[Tensor, Tensor] | None, list[Tensor], list[Tensor]]:
+    """The reference: ALGORITHMS.md §4-5 written out for one tensor at a time."""
+    a_list, b_list, new_second_moments, preconditioners = [], [], [], []
+    for index, (x, g, d, v) in enumerate(
+        zip(inputs.xs, inputs.grads, inputs.memories, inputs.second_moments)
+    ):
+        k = inputs.step_counts[index]
+        new_v, p = amadamw_preconditioner(
+            v, g, beta2=beta2, step=k, bias_correction1=inputs.bias_corrections1[index], eps=eps
+        )
+        new_second_moments.append(new_v)
+        preconditioners.append(p)
+        if index < first_steps:
+            continue
+        prev_lr = inputs.prev_lrs[index]
+        if gap_estimate == "displacement":
+            _, prev_p = amadamw_preconditioner(
+                v,
+                None,
+                beta2=beta2,
+                step=k - 1,
+                bias_correction1=inputs.prev_bias_corrections1[index],
+                eps=eps,
+            )
+            gap = displacement_gap(x, g, d, prev_p, prev_lr=prev_lr, weight_decay=mu)
+        else:
+            gap = compat_gap(x, g, d, p, prev_lr=prev_lr, lr=lr, weight_decay=mu)
+        a, b = amadamw_terms(x, g, d, p, gap=gap, lr=lr, weight_decay=mu, lambd=lambd)
+        a_list.append(a)
+        b_list.append(b)
+    if not a_list:
+        return None, new_second_moments, preconditioners
+    like = inputs.grads[0]
+    sums = ops.stack_on(a_list, like), ops.stack_on(b_list, like)
+    return sums, new_second_moments, preconditioners
+
+
+def amadamw_preconditioner(
+    second_moment: Tensor,
+    grad: Tensor | None,
+    *,
+    beta2: float,
+    step: Tensor | float,
+    bias_correction1: Tensor | float,
+    eps: float,
+) -> tuple[Tensor, Tensor]:
+    """Advance ``v`` with ``grad`` (unless ``None``) and return ``(v, P)`` at step ``k``:
+    ``P = (1 - beta1_max Pi) (sqrt(v / (1 - beta2^k)) + eps)``."""
+    v = second_moment if grad is None else beta2 * second_moment + (1 - beta2) * grad * grad
+    return v, bias_correction1 * ((v / (1 - beta2**step)).sqrt() + eps)
+
+
+def displacement_gap(
+    x: Tensor,
+    grad: Tensor,
+    memory: Tensor,
+    prev_preconditioner: Tensor,
+    *,
+    prev_lr: Tensor | float,
+    weight_decay: float,
+) -> Tensor:
+    """``<g, x_{t-1} - x_t>`` with the last step rebuilt from ``P_{t-1}`` (§4, the default)."""
+    mu = weight_decay
+    return prev_lr / (1 - mu * prev_lr) * ops.dot(grad, memory / prev_preconditioner + mu * x)
+
+
+def compat_gap(
+    x: Tensor,
+    grad: Tensor,
+    memory: Tensor,
+    preconditioner: Tensor,
+    *,
+    prev_lr: Tensor | float,
+    lr: LearningRate,
+    weight_decay: float,
+) -> Tensor:
+    """The public re-implementation's gap ``(1 + mu lr) prev_lr <g, d / P_t + mu x>`` (§4)."""
+    mu = weight_decay
+    return (1 + mu * lr) * prev_lr * ops.dot(grad, memory / preconditioner + mu * x)
+
+
+def amadamw_terms(
+    x: Tensor,
+    grad: Tensor,
+    memory: Tensor,
+    preconditioner: Tensor,
+    *,
+    gap: Tensor | float,
+    lr: LearningRate,
+    weight_decay: float,
+    lambd: float,
+) -> tuple[Tensor, Tensor]:
+    """One tensor's ``(a, b) = (lr num, lr den)`` of §2 with ``Delta = gap``."""
+    p, difference = preconditioner, memory - grad
+    # M (d - g) = (d - g) / P / (1 + lambd P): dividing twice keeps |g| ~ 1e30 in range.
+    metric_difference = difference / p / (1 + lambd * p)
+    pull = ops.dot(metric_difference, grad + lambd * p * memory)
+    a = gap - lr * (weight_decay * ops.dot(x, difference) + pull)
+    return a, lr * ops.dot(difference, metric_difference)
+
+
+def amadamw_tensor_step(
+    x: Tensor,
+    grad: Tensor,
+    memory: Tensor,
+    preconditioner: Tensor,
+    beta: Tensor | float,
+    *,
+    lr: LearningRate,
+    weight_decay: float,
+    lambd: float,
+) -> tuple[Tensor, Tensor]:
+    """One tensor's new ``(x, d)``: ``d' = ((1-beta) g + (lambd P + beta) d) / (1 + lambd P)``,
+    ``x' = (1 - weight_decay lr) x - lr d' / P``."""
+    p = preconditioner
+    new_memory = ((1 - beta) * grad + (lambd * p + beta) * memory) / (1 + lambd * p)
+    return (1 - weight_decay * lr) * x - lr * (new_memory / p), new_memory
+
+
+def _multi_tensor_block_sums(
+    inputs: _AdamWInputs,
+    *,
+    first_steps: int,
+    lr: LearningRate,
+    beta2: float,
+    eps: float,
+    mu: float,
+    lambd: float,
+    gap_estimate: GapEstimate,
+) -> tuple[tuple[Tensor, Tensor] | None, list[Tensor], list[Tensor]]:
+    """The same sums with ``torch._foreach_*`` kernels over the whole group."""
+    like = inputs.grads[0]
+    seen = slice(first_steps, None)
+
+    def preconditioners(vs: list[Tensor], bc1: Tensor, bc2: Tensor) -> list[Tensor]:
+        roots = torch._foreach_sqrt(ops.foreach_mul_unbound(vs, 1 / bc2))
+        torch._foreach_add_(roots, eps)
+        return ops.foreach_mul_unbound(roots, bc1)
+
+    def gaps(directions: list[Tensor], scale: Tensor) -> Tensor:
+        """``scale * <g, direction + mu * x>`` for the tensors past their first step."""
+        if mu != 0:
+            directions = torch._foreach_add(directions, inputs.xs[seen], alpha=mu)
+        return scale * ops.stack_on(ops.foreach_dot(inputs.grads[seen], directions), like)
+
+    new_second_moments = torch._foreach_mul(inputs.second_moments, beta2)
+    torch._foreach_addcmul_(new_second_moments, inputs.grads, inputs.grads, value=1 - beta2)
+    p = preconditioners(new_second_moments, inputs.bias_corrections1, 1 - beta2**inputs.step_counts)
+    if len(p) == first_steps:
+        return None, new_second_moments, p
+
+    g, d, x, ps = inputs.grads[seen], inputs.memories[seen], inputs.xs[seen], p[seen]
+    prev_lr = inputs.prev_lrs[seen]
+    if gap_estimate == "displacement":
+        prev_p = preconditioners(
+            inputs.second_moments[seen],
+            inputs.prev_bias_corrections1[seen],
+            1 - beta2 ** (inputs.step_counts[seen] - 1),
+        )
+        gap = gaps(torch._foreach_div(d, prev_p), prev_lr / (1 - mu * prev_lr))
+    else:
+        gap = gaps(torch._foreach_div(d, ps), (1 + mu * lr) * prev_lr)
+    differences = torch._foreach_sub(d, g)
+    one_plus_lambd_p = torch._foreach_add(torch._foreach_mul(ps, lambd), 1.0)
+    metric_gaps = torch._foreach_div(torch._foreach_div(differences, ps), one_plus_lambd_p)
+    pulled = torch._foreach_add(g, torch._foreach_mul(torch._foreach_mul(ps, d), lambd))
+    pull = ops.stack_on(ops.foreach_dot(metric_gaps, pulled), like)
+    decay = ops.stack_on(ops.foreach_dot(x, differences), like)
+    curvature = ops.stack_on(ops.foreach_dot(differences, metric_gaps), like)
+    a = gap - lr * (mu * decay + pull)
+    return (a, lr * curvature), new_second_moments, p
+
+
+def amadamw_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    preconditioners: list[Tensor],
+    betas: Tensor,
+    *,
+    lr: LearningRate,
+    weight_decay: float,
+    lambd: float,
+    foreach: bool,
+) -> None:
+    """``d <- ((1-beta) g + (lambd P + beta) d) / (1 + lambd P)``; ``x <- (1-mu lr) x - lr d/P``."""
+    dtypes = [g.dtype for g in grads]
+    xs = ops.in_dtype(params, dtypes)
+    memories = ops.in_dtype(exp_avgs, dtypes)
+    if foreach:
+        lambd_p = torch._foreach_mul(preconditioners, lambd)
+        new_memories = ops.foreach_mul_unbound(grads, 1 - betas)
+        kept = torch._foreach_mul(torch._foreach_add(lambd_p, list(betas.unbind())), memories)
+        torch._foreach_add_(new_memories, kept)
+        torch._foreach_div_(new_memories, torch._foreach_add(lambd_p, 1.0))
+        steps = ops.scale(torch._foreach_div(new_memories, preconditioners), lr)
+        new_params = torch._foreach_sub(ops.scale(xs, 1 - weight_decay * lr), steps)
+    else:
+        new_memories, new_params = [], []
+        for x, g, d, p, beta in zip(xs, grads, memories, preconditioners, betas.unbind()):
+            new_x, new_memory = amadamw_tensor_step(
+                x, g, d, p, beta, lr=lr, weight_decay=weight_decay, lambd=lambd
+            )
+            new_memories.append(new_memory)
+            new_params.append(new_x)
+    ops.write_back(exp_avgs, new_memories)
+    ops.write_back(params, new_params)

@@ -1,0 +1,176 @@
+"""All 17 vectors of ALGORITHMS.md §9 (50-digit values), through the library's public pieces."""
+
+import pytest
+import torch
+from helpers import t64, vectors_of
+
+import adamem
+from adamem.amadamw import (
+    amadamw_preconditioner,
+    amadamw_tensor_step,
+    amadamw_terms,
+    compat_gap,
+    displacement_gap,
+)
+from adamem.amsgd import amsgd_tensor_step, amsgd_terms
+from adamem.beta import select_beta
+
+TOL = dict(rtol=0, atol=1e-12)
+
+
+def close(actual, expected):
+    torch.testing.assert_close(torch.as_tensor(actual, dtype=torch.float64), t64(expected), **TOL)
+
+
+@pytest.mark.parametrize("vector", vectors_of("sgd_step"), ids=lambda v: v["name"])
+def test_sgd_step_through_beta_module(vector):
+    i, e = vector["inputs"], vector["expected"]
+    g, d, x = t64(i["g"]), t64(i["d"]), t64(i["x"])
+    gap = i["eta_prev"] * torch.dot(g, d)
+    a, b = amsgd_terms(g, d, gap=gap, lr=i["eta"], lambd=i["lam"])
+    beta = select_beta(a, b, i["beta_max"])
+    close(beta, e["beta"])
+    if "num" in e and i["eta"] > 0:
+        close(a / i["eta"], e["num"])
+        close(b / i["eta"], e["den"])
+    new_x, new_d = amsgd_tensor_step(x, g, d, beta, lr=i["eta"], lambd=i["lam"])
+    close(new_d, e["d_next"])
+    close(new_x, e["x_next"])
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("vector", vectors_of("sgd_step"), ids=lambda v: v["name"])
+def test_sgd_step_through_optimizer(vector, foreach):
+    i, e = vector["inputs"], vector["expected"]
+    x = torch.nn.Parameter(t64(i["x"]))
+    opt = adamem.AMSGD([x], lr=i["eta"], beta_max=i["beta_max"], lambd=i["lam"], foreach=foreach)
+    opt.state[x] = {
+        "momentum_buffer": t64(i["d"]),
+        "prev_lr": torch.tensor(i["eta_prev"], dtype=torch.float64),
+        "beta": torch.tensor(0.0, dtype=torch.float64),
+    }
+    x.grad = t64(i["g"])
+    opt.step()
+    close(opt.state[x]["beta"], e["beta"])
+    close(opt.state[x]["momentum_buffer"], e["d_next"])
+    close(x.detach(), e["x_next"])
+    close(opt.state[x]["prev_lr"], i["eta"])
+
+
+@pytest.mark.parametrize("vector", vectors_of("adamw_step"), ids=lambda v: v["name"])
+def test_adamw_step(vector):
+    i, e = vector["inputs"], vector["expected"]
+    x, g, d, p = t64(i["x"]), t64(i["g"]), t64(i["d"]), t64(i["P"])
+    hyper = dict(lr=i["eta"], weight_decay=i["mu"], lambd=i["lam"])
+    a, b = amadamw_terms(x, g, d, p, gap=i["Gamma"], **hyper)
+    close(a / i["eta"], e["num"])
+    close(b / i["eta"], e["den"])
+    beta = select_beta(a, b, i["beta_max"])
+    close(beta, e["beta"])
+    new_x, new_d = amadamw_tensor_step(x, g, d, p, beta, **hyper)
+    close(new_d, e["d_next"])
+    close(new_x, e["x_next"])
+
+
+@pytest.mark.parametrize("vector", vectors_of("adamw_P"), ids=lambda v: v["name"])
+def test_adamw_preconditioner(vector):
+    i, e = vector["inputs"], vector["expected"]
+    v, p = amadamw_preconditioner(
+        t64(i["v_prev"]),
+        t64(i["g"]),
+        beta2=i["beta2"],
+        step=torch.tensor(float(i["k"]), dtype=torch.float64),
+        bias_correction1=1 - i["beta1_max"] * i["Pi"],
+        eps=i["eps"],
+    )
+    close(v, e["v"])
+    close(p, e["P"])
+
+
+@pytest.mark.parametrize("vector", vectors_of("adamw_gap"), ids=lambda v: v["name"])
+def test_adamw_gap_estimates(vector):
+    i, e = vector["inputs"], vector["expected"]
+    x, g, d = t64(i["x"]), t64(i["g"]), t64(i["d"])
+    close(
+        displacement_gap(x, g, d, t64(i["P_prev"]), prev_lr=i["eta_prev"], weight_decay=i["mu"]),
+        e["Gamma_displacement"],
+    )
+    close(
+        compat_gap(x, g, d, t64(i["P"]), prev_lr=i["eta_prev"], lr=i["eta"], weight_decay=i["mu"]),
+        e["Gamma_compat"],
+    )
+
+
+def quadratic_trajectory(vector, make_optimizer):
+    """Run an optimizer on f(z) = z'Az/2 - b'z split into tensors; record every step's betas."""
+    i = vector["inputs"]
+    A, b = t64(i["A"]), t64(i["b"])
+    params = [torch.nn.Parameter(chunk.clone()) for chunk in t64(i["x0"]).split(i["sizes"])]
+    opt = make_optimizer(params, i)
+    betas = []
+    for lr in i["lrs"]:
+        z = torch.cat([p.detach() for p in params])
+        for p, grad in zip(params, (A @ z - b).split(i["sizes"])):
+            p.grad = grad.clone()
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.step()
+        betas.append([float(opt.state[p]["beta"]) for p in params])
+    return params, opt, betas
+
+
+def momentum_of(opt, params, key):
+    return torch.cat([opt.state[p][key] for p in params])
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("vector", vectors_of("sgd_traj"), ids=lambda v: v["name"])
+def test_sgd_trajectory(vector, foreach):
+    def make(params, i):
+        scope = "tensor" if i["per_tensor"] else "global"
+        return adamem.AMSGD(
+            params,
+            lr=i["lrs"][0],
+            beta_max=i["beta_max"],
+            lambd=i["lam"],
+            scope=scope,
+            foreach=foreach,
+        )
+
+    assert vector["inputs"]["lr_ratio"]
+    params, opt, betas = quadratic_trajectory(vector, make)
+    e = vector["expected"]
+    n_blocks = len(e["betas"][0])
+    close([row[:n_blocks] for row in betas[1:]], e["betas"])
+    close(torch.cat([p.detach() for p in params]), e["x_final"])
+    close(momentum_of(opt, params, "momentum_buffer"), e["d_final"])
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("vector", vectors_of("adamw_traj"), ids=lambda v: v["name"])
+def test_adamw_trajectory(vector, foreach):
+    def make(params, i):
+        return adamem.AMAdamW(
+            params,
+            lr=i["lrs"][0],
+            betas=(i["beta1_max"], i["beta2"]),
+            eps=i["eps"],
+            weight_decay=i["wd"],
+            lambd=i["lam"],
+            gap_estimate=i["gap"],
+            foreach=foreach,
+        )
+
+    params, opt, betas = quadratic_trajectory(vector, make)
+    e = vector["expected"]
+    close(betas, e["betas"])
+    close(torch.cat([p.detach() for p in params]), e["x_final"])
+    close(momentum_of(opt, params, "exp_avg"), e["d_final"])
+
+
+def test_every_vector_is_exercised():
+    kinds = {"sgd_step", "adamw_step", "adamw_P", "adamw_gap", "sgd_traj", "adamw_traj"}
+    from helpers import VECTORS
+
+    assert len(VECTORS) == 17
+    assert {v["kind"] for v in VECTORS} == kinds
