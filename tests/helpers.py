@@ -16,3 +16,44 @@ def vectors_of(kind: str) -> list[dict]:
 
 def t64(values) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float64)
+
+
+SHAPES = [(4, 3), (3,), (2, 2, 2), (1,), (5,)]
+
+
+def make_params(dtype=torch.float64, seed: int = 0, shapes=SHAPES) -> list[torch.nn.Parameter]:
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        torch.nn.Parameter(torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype))
+        for shape in shapes
+    ]
+
+
+def quadratic_grads(params, step: int, seed: int = 1, skip_every: int = 0) -> None:
+    """Set grads of a noisy separable quadratic, g = c * x + noise; with ``skip_every`` > 0 the
+    last parameter gets no gradient on every ``skip_every``-th step."""
+    generator = torch.Generator().manual_seed(seed * 1000 + step)
+    for index, p in enumerate(params):
+        noise = torch.randn(p.shape, generator=generator, dtype=torch.float64)
+        curvature = 0.5 + index
+        p.grad = (curvature * p.detach().double() + 0.3 * noise).to(p.dtype)
+    if skip_every and step % skip_every == 0:
+        params[-1].grad = None
+
+
+def run(optimizer, params, steps: int, lrs=None, skip_every: int = 0, seed: int = 1) -> None:
+    for step in range(steps):
+        quadratic_grads(params, step, seed=seed, skip_every=skip_every)
+        if lrs is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lrs[step % len(lrs)]
+        optimizer.step()
+
+
+def state_tensors(optimizer, params) -> dict[str, torch.Tensor]:
+    """Every parameter and state tensor, keyed by position and name."""
+    out = {f"param{i}": p.detach() for i, p in enumerate(params)}
+    for i, p in enumerate(params):
+        for key, value in optimizer.state[p].items():
+            out[f"state{i}.{key}"] = value
+    return out
