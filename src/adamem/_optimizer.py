@@ -49,6 +49,10 @@ class ParamBatch:
     def __len__(self) -> int:
         return len(self.params)
 
+    def state_list(self, key: str, start: int = 0) -> list[Tensor]:
+        """State entry ``key`` of each tensor from ``start`` on (real views of complex ones)."""
+        return [real_view(state[key]) for state in self.states[start:]]
+
 
 def compute_dtype(tensor: Tensor) -> torch.dtype:
     """The dtype in which a tensor's AM arithmetic runs: float64 for double, else float32."""
@@ -130,6 +134,9 @@ class AMOptimizer(Optimizer):
         group = self.param_groups[-1]
         try:
             self._validate_group(group)
+            if isinstance(group["lr"], Tensor):
+                # A 0-d lr keeps per-tensor scalars 0-d; schedulers update it in place.
+                group["lr"] = group["lr"].reshape(())
             check_choice("scope", group["scope"], SCOPES)
             check_flag("maximize", group["maximize"])
             check_flag("foreach", group["foreach"], allow_none=True)
@@ -161,7 +168,7 @@ class AMOptimizer(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         batches = [self._prepare(group) for group in self.param_groups]
-        sums = [self._block_sums(batch) for batch in batches]
+        sums = [self._block_sums(batch) if len(batch) else None for batch in batches]
         betas = block_betas(
             sums,
             [group["scope"] for group in self.param_groups],

@@ -191,16 +191,20 @@ class AMAdamW(AMOptimizer):
 
     def _block_sums(self, batch: ParamBatch) -> tuple[Tensor, Tensor] | None:
         group = batch.group
-        states = batch.states
         sums, preconditioners = amadamw_block_sums(
             batch.params,
             batch.grads,
-            [s["exp_avg"] for s in states],
-            [s["exp_avg_sq"] for s in states],
-            [s["step"] for s in states],
-            [s["beta_product"] for s in states],
-            [s["prev_bias_correction1"] for s in states],
-            [s["prev_lr"] for s in states],
+            *(
+                batch.state_list(key)
+                for key in (
+                    "exp_avg",
+                    "exp_avg_sq",
+                    "step",
+                    "beta_product",
+                    "prev_bias_correction1",
+                    "prev_lr",
+                )
+            ),
             first_steps=batch.first_steps,
             lr=group["lr"],
             betas=group["betas"],
@@ -223,7 +227,7 @@ class AMAdamW(AMOptimizer):
         amadamw_update(
             batch.params,
             batch.grads,
-            [s["exp_avg"] for s in batch.states],
+            batch.state_list("exp_avg"),
             batch.scratch.pop("preconditioners"),
             all_betas,
             lr=group["lr"],
@@ -232,9 +236,9 @@ class AMAdamW(AMOptimizer):
             foreach=batch.scratch["foreach"],
         )
         beta_list = list(all_betas.unbind())
-        torch._foreach_copy_([s["beta"] for s in batch.states], beta_list)
-        torch._foreach_mul_([s["beta_product"] for s in batch.states], beta_list)
-        ops.fill([s["prev_lr"] for s in batch.states], group["lr"])
+        torch._foreach_copy_(batch.state_list("beta"), beta_list)
+        torch._foreach_mul_(batch.state_list("beta_product"), beta_list)
+        ops.fill(batch.state_list("prev_lr"), group["lr"])
 
 
 def amadamw_block_sums(

@@ -136,8 +136,8 @@ class AMSGD(AMOptimizer):
         seen = slice(batch.first_steps, None)
         return amsgd_block_sums(
             batch.grads[seen],
-            [s["momentum_buffer"] for s in batch.states[seen]],
-            [s["prev_lr"] for s in batch.states[seen]],
+            batch.state_list("momentum_buffer", batch.first_steps),
+            batch.state_list("prev_lr", batch.first_steps),
             lr=batch.group["lr"],
             lambd=batch.group["lambd"],
             foreach=batch.scratch["foreach"],
@@ -147,17 +147,16 @@ class AMSGD(AMOptimizer):
         amsgd_update(
             batch.params,
             batch.grads,
-            [s["momentum_buffer"] for s in batch.states],
+            batch.state_list("momentum_buffer"),
             betas,
             first_steps=batch.first_steps,
             lr=batch.group["lr"],
             lambd=batch.group["lambd"],
             foreach=batch.scratch["foreach"],
         )
-        seen = batch.states[batch.first_steps :]
         if betas is not None:
-            torch._foreach_copy_([s["beta"] for s in seen], list(betas.unbind()))
-        ops.fill([s["prev_lr"] for s in batch.states], batch.group["lr"])
+            torch._foreach_copy_(batch.state_list("beta", batch.first_steps), list(betas.unbind()))
+        ops.fill(batch.state_list("prev_lr"), batch.group["lr"])
 
 
 def amsgd_block_sums(

@@ -1,0 +1,143 @@
+"""torch.optim conventions: groups, tensor lr, maximize, closure, sparse, complex, no-grad."""
+
+import pytest
+import torch
+from helpers import make_params, quadratic_grads, run, state_tensors
+
+import adamem
+
+FACTORIES = {
+    "amsgd": lambda params, **kw: adamem.AMSGD(params, **{"lr": 0.05, **kw}),
+    "amadamw": lambda params, **kw: adamem.AMAdamW(params, **{"lr": 0.03, **kw}),
+}
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_groups_behave_like_separate_optimizers(name):
+    params = make_params()
+    together = FACTORIES[name](
+        [{"params": params[:2]}, {"params": params[2:], "lr": 0.01, "lambd": 0.5}]
+    )
+    run(together, params, steps=6)
+
+    apart = make_params()
+    first = FACTORIES[name](apart[:2])
+    second = FACTORIES[name](apart[2:], lr=0.01, lambd=0.5)
+    for step in range(6):
+        quadratic_grads(apart, step)
+        first.step()
+        second.step()
+    for a, b in zip(params, apart):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_tensor_lr_equals_float_lr(name):
+    results = []
+    for lr in (
+        0.02,
+        torch.tensor(0.02, dtype=torch.float64),
+        torch.tensor([0.02], dtype=torch.float64),
+    ):
+        params = make_params()
+        opt = FACTORIES[name](params, lr=lr)
+        run(opt, params, steps=5)
+        results.append(state_tensors(opt, params))
+    for other in results[1:]:
+        for key, value in results[0].items():
+            torch.testing.assert_close(other[key], value, rtol=0, atol=1e-14, msg=key)
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("name", FACTORIES)
+def test_maximize_equals_minimising_the_negation_and_keeps_grad(name, foreach):
+    maximised, minimised = make_params(), make_params()
+    opt_max = FACTORIES[name](maximised, maximize=True, foreach=foreach)
+    opt_min = FACTORIES[name](minimised, foreach=foreach)
+    for step in range(5):
+        quadratic_grads(maximised, step)
+        quadratic_grads(minimised, step)
+        for p in minimised:
+            p.grad = -p.grad
+        grads_before = [p.grad.clone() for p in maximised]
+        opt_max.step()
+        opt_min.step()
+        for p, before in zip(maximised, grads_before):
+            assert torch.equal(p.grad, before)
+    for a, b in zip(maximised, minimised):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_step_returns_closure_loss_computed_with_grad(name):
+    model = torch.nn.Linear(3, 1)
+    opt = FACTORIES[name](model.parameters())
+
+    def closure():
+        assert torch.is_grad_enabled()
+        opt.zero_grad()
+        loss = model(torch.ones(2, 3)).pow(2).sum()
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert isinstance(loss, torch.Tensor) and loss.requires_grad
+    assert opt.step() is None
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_sparse_gradient_is_a_clear_error(name):
+    embedding = torch.nn.Embedding(5, 2, sparse=True)
+    opt = FACTORIES[name](embedding.parameters())
+    embedding(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(TypeError, match="sparse"):
+        opt.step()
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("name", FACTORIES)
+def test_complex_parameter_is_optimised_as_its_real_view(name, foreach):
+    generator = torch.Generator().manual_seed(3)
+    values = torch.randn(4, 2, generator=generator, dtype=torch.float64)
+    complex_param = torch.nn.Parameter(torch.view_as_complex(values.clone()))
+    real_param = torch.nn.Parameter(values.clone())
+    opt_c = FACTORIES[name]([complex_param], foreach=foreach)
+    opt_r = FACTORIES[name]([real_param], foreach=foreach)
+    for _ in range(5):
+        grad = torch.randn(4, 2, generator=generator, dtype=torch.float64) + real_param.detach()
+        complex_param.grad = torch.view_as_complex(grad.clone())
+        real_param.grad = grad.clone()
+        opt_c.step()
+        opt_r.step()
+    torch.testing.assert_close(torch.view_as_real(complex_param.detach()), real_param.detach())
+    assert opt_c.state[complex_param]["beta"].dtype == torch.float64
+    torch.testing.assert_close(opt_c.state[complex_param]["beta"], opt_r.state[real_param]["beta"])
+
+
+@pytest.mark.parametrize("scope", ["tensor", "global"])
+@pytest.mark.parametrize("name", FACTORIES)
+def test_parameter_without_grad_is_left_out(name, scope):
+    params = make_params()
+    opt = FACTORIES[name](params, scope=scope)
+    run(opt, params, steps=3)
+    frozen = params[-1]
+    before = frozen.detach().clone()
+    state_before = {k: v.clone() for k, v in opt.state[frozen].items()}
+    untouched = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    opt.add_param_group({"params": [untouched]})
+    for step in range(3, 6):
+        quadratic_grads(params, step)
+        frozen.grad = None
+        opt.step()
+    assert torch.equal(frozen, before)
+    for key, value in state_before.items():
+        assert torch.equal(opt.state[frozen][key], value), key
+    assert len(opt.state[untouched]) == 0
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_foreach_none_uses_reference_on_cpu(name):
+    opt = FACTORIES[name](make_params())
+    from adamem._optimizer import use_foreach
+
+    assert not use_foreach(opt.param_groups[0], opt.param_groups[0]["params"])
