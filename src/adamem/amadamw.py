@@ -434,7 +434,8 @@ def amadamw_tensor_step(
     """One tensor's new ``(x, d)``: ``d' = ((1-beta) g + (lambd P + beta) d) / (1 + lambd P)``,
     ``x' = (1 - weight_decay lr) x - lr d' / P``."""
     p = preconditioner
-    new_memory = ((1 - beta) * grad + (lambd * p + beta) * memory) / (1 + lambd * p)
+    # The lerp form of the update: its weight stays in [0, 1] when P overflows to inf.
+    new_memory = torch.lerp(memory, grad, (1 - beta) / (1 + lambd * p))
     return (1 - weight_decay * lr) * x - lr * (new_memory / p), new_memory
 
 
@@ -509,11 +510,10 @@ def amadamw_update(
     xs = ops.in_dtype(params, dtypes)
     memories = ops.in_dtype(exp_avgs, dtypes)
     if foreach:
-        lambd_p = torch._foreach_mul(preconditioners, lambd)
-        new_memories = ops.foreach_mul_unbound(grads, 1 - betas)
-        kept = torch._foreach_mul(torch._foreach_add(lambd_p, list(betas.unbind())), memories)
-        torch._foreach_add_(new_memories, kept)
-        torch._foreach_div_(new_memories, torch._foreach_add(lambd_p, 1.0))
+        weights = torch._foreach_add(torch._foreach_mul(preconditioners, lambd), 1.0)
+        torch._foreach_reciprocal_(weights)
+        weights = ops.foreach_mul_unbound(weights, 1 - betas)
+        new_memories = torch._foreach_lerp(memories, grads, weights)
         steps = ops.scale(torch._foreach_div(new_memories, preconditioners), lr)
         new_params = torch._foreach_sub(ops.scale(xs, 1 - weight_decay * lr), steps)
     else:

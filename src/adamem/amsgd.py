@@ -204,7 +204,7 @@ def amsgd_tensor_step(
 ) -> tuple[Tensor, Tensor]:
     """One tensor's new ``(x, d)``: ``d' = ((beta+lambd) d + (1-beta) g) / (1+lambd)``,
     ``x' = x - lr d'``."""
-    new_memory = ((beta + lambd) * memory + (1 - beta) * grad) / (1 + lambd)
+    new_memory = torch.lerp(memory, grad, (1 - beta) / (1 + lambd))
     return param - lr * new_memory, new_memory
 
 
@@ -229,10 +229,8 @@ def amsgd_update(
         new_memories = list(grads[:first_steps])
         if betas is not None:
             betas = betas.to(grads[first_steps].device)
-            kept = ops.foreach_mul_unbound(memories, betas + lambd)
-            torch._foreach_add_(kept, ops.foreach_mul_unbound(grads[seen], 1 - betas))
-            torch._foreach_div_(kept, 1 + lambd)
-            new_memories += kept
+            weights = list(((1 - betas) / (1 + lambd)).unbind())
+            new_memories += torch._foreach_lerp(memories, grads[seen], weights)
         xs = ops.in_dtype(params, [g.dtype for g in grads])
         new_params = torch._foreach_sub(xs, ops.scale(new_memories, lr))
     else:

@@ -1,0 +1,135 @@
+"""No NaN or inf from finite inputs: degenerate gradients, extreme scales, fp16, bf16."""
+
+import pytest
+import torch
+from helpers import make_params, quadratic_grads, run
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import adamem
+
+FACTORIES = {
+    "amsgd": lambda params, **kw: adamem.AMSGD(params, **{"lr": 0.05, **kw}),
+    "amadamw": lambda params, **kw: adamem.AMAdamW(params, **{"lr": 0.03, **kw}),
+}
+
+
+def assert_finite(optimizer, params, second_moment_may_overflow=False):
+    """Parameters and state are finite. Like torch.optim.AdamW, the second moment of a gradient
+    whose square exceeds the dtype's range saturates at +inf (the tensor then stops moving)."""
+    for p in params:
+        assert torch.isfinite(p).all()
+        for key, value in optimizer.state[p].items():
+            if key == "exp_avg_sq" and second_moment_may_overflow:
+                assert not torch.isnan(value).any()
+                assert (value >= 0).all()
+            else:
+                assert torch.isfinite(value).all(), key
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("name", FACTORIES)
+@pytest.mark.parametrize("case", ["zero_grad", "lr_zero", "constant_grad"])
+def test_degenerate_steps_are_finite(name, foreach, case):
+    params = make_params(torch.float32)
+    lr = 0.0 if case == "lr_zero" else 0.05
+    optimizer = FACTORIES[name](params, lr=lr, foreach=foreach, scope="global")
+    start = [p.detach().clone() for p in params]
+    for _ in range(4):
+        for p in params:
+            p.grad = torch.zeros_like(p) if case == "zero_grad" else torch.full_like(p, 0.5)
+        optimizer.step()
+    assert_finite(optimizer, params)
+    if case == "lr_zero":
+        assert all(torch.equal(p, s) for p, s in zip(params, start))
+    if case == "zero_grad" and name == "amsgd":
+        assert all(float(optimizer.state[p]["beta"]) == 0.0 for p in params)
+    if case == "constant_grad" and name == "amsgd":
+        # d = g from the first step on: the momentum is exactly the gradient.
+        assert all(torch.equal(optimizer.state[p]["momentum_buffer"], p.grad) for p in params)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("name", FACTORIES)
+def test_extreme_gradient_scales_are_finite(name, foreach, scale, dtype):
+    params = make_params(dtype)
+    optimizer = FACTORIES[name](params, foreach=foreach)
+    for step in range(5):
+        generator = torch.Generator().manual_seed(step)
+        for p in params:
+            p.grad = (torch.randn(p.shape, generator=generator) * scale).to(dtype)
+        optimizer.step()
+    assert_finite(optimizer, params, second_moment_may_overflow=dtype == torch.float32)
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("name", FACTORIES)
+def test_fp16_with_large_gradients_is_finite(name, foreach):
+    params = make_params(torch.float16)
+    optimizer = FACTORIES[name](params, foreach=foreach)
+    for step in range(5):
+        generator = torch.Generator().manual_seed(step)
+        for p in params:
+            p.grad = (torch.randn(p.shape, generator=generator) * 1e4).to(torch.float16)
+            assert torch.isfinite(p.grad).all()
+        optimizer.step()
+    assert_finite(optimizer, params)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_bf16_run_is_close_to_fp32(name):
+    results = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        params = make_params(dtype)
+        optimizer = FACTORIES[name](params)
+        run(optimizer, params, steps=20)
+        assert_finite(optimizer, params)
+        assert all(optimizer.state[p]["beta"].dtype == torch.float32 for p in params)
+        results[dtype] = torch.cat([p.detach().float().flatten() for p in params])
+    error = (results[torch.bfloat16] - results[torch.float32]).abs().max()
+    assert error <= 0.05 * results[torch.float32].abs().max()
+
+
+settings.register_profile(
+    "adamem", deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@settings(settings.get_profile("adamem"), max_examples=60)
+@given(
+    name=st.sampled_from(sorted(FACTORIES)),
+    log_scale=st.floats(-30, 30),
+    lr=st.floats(0.0, 10.0),
+    lambd=st.floats(0.0, 5.0),
+    cap=st.floats(0.0, 0.99),
+    weight_decay=st.floats(0.0, 0.09),
+    scope=st.sampled_from(["tensor", "group", "global"]),
+    foreach=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.bfloat16, torch.float16]),
+    seed=st.integers(0, 2**16),
+)
+def test_finite_inputs_give_finite_outputs(
+    name, log_scale, lr, lambd, cap, weight_decay, scope, foreach, dtype, seed
+):
+    if dtype == torch.float16:
+        # fp16 holds neither such gradients nor the parameters that such steps would reach.
+        log_scale, lr = max(min(log_scale, 1.0), -4.0), min(lr, 1.0)
+    elif dtype in (torch.float32, torch.bfloat16):
+        log_scale = max(min(log_scale, 30.0), -30.0)
+    params = make_params(dtype, seed=seed)
+    common = dict(lr=lr, lambd=lambd, scope=scope, foreach=foreach)
+    if name == "amsgd":
+        optimizer = adamem.AMSGD(params, beta_max=cap, weight_decay=weight_decay, **common)
+    else:
+        optimizer = adamem.AMAdamW(params, betas=(cap, 0.999), weight_decay=weight_decay, **common)
+    for step in range(4):
+        quadratic_grads(params, step, seed=seed)
+        for p in params:
+            p.grad = (p.grad.double() * 10.0**log_scale).to(dtype)
+        if not all(torch.isfinite(p.grad).all() for p in params):
+            return
+        optimizer.step()
+    max_finite = torch.finfo(torch.float32 if dtype == torch.float16 else dtype).max
+    assert_finite(optimizer, params, (10.0**log_scale * 10) ** 2 > max_finite)
