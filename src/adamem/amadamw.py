@@ -366,9 +366,12 @@ def amadamw_preconditioner(
     eps: float,
 ) -> tuple[Tensor, Tensor]:
     """Advance ``v`` with ``grad`` (unless ``None``) and return ``(v, P)`` at step ``k``:
-    ``P = (1 - beta1_max Pi) (sqrt(v / (1 - beta2^k)) + eps)``."""
+    ``P = (1 - beta1_max Pi) (sqrt(v / (1 - beta2^k)) + eps)``.
+
+    The root is taken before the bias correction, as in torch's AdamW, so that ``v`` near the
+    top of the dtype's range does not overflow."""
     v = second_moment if grad is None else beta2 * second_moment + (1 - beta2) * grad * grad
-    return v, bias_correction1 * ((v / (1 - beta2**step)).sqrt() + eps)
+    return v, bias_correction1 * (v.sqrt() / (1 - beta2**step) ** 0.5 + eps)
 
 
 def displacement_gap(
@@ -455,7 +458,7 @@ def _multi_tensor_block_sums(
     seen = slice(first_steps, None)
 
     def preconditioners(vs: list[Tensor], bc1: Tensor, bc2: Tensor) -> list[Tensor]:
-        roots = torch._foreach_sqrt(ops.foreach_mul_unbound(vs, 1 / bc2))
+        roots = ops.foreach_mul_unbound(torch._foreach_sqrt(vs), bc2**-0.5)
         torch._foreach_add_(roots, eps)
         return ops.foreach_mul_unbound(roots, bc1)
 
