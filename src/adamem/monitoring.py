@@ -10,6 +10,8 @@ Lightning's ``trainer.logger.log_metrics`` already has it, and so does
 Scalars reported, each under ``prefix`` (default ``"am/"``):
 
 ==============================  ==============================================================
+key                             value
+==============================  ==============================================================
 ``beta_mean``                   mean over the interval's steps of the mean over blocks
 ``beta_min``, ``beta_max``      extremes over the interval's steps and blocks
 ``momentum_mean/_min/_max``     the same for the effective momentum
@@ -210,8 +212,8 @@ class BetaLogger:
         values = flat.tolist()
         totals, layer_totals = values[: interval_totals.numel()], values[interval_totals.numel() :]
         scalars = {}
-        for row, statistic in enumerate(_STATISTICS):
-            for column, quantity in enumerate(_QUANTITIES):
+        for column, quantity in enumerate(_QUANTITIES):
+            for row, statistic in enumerate(_STATISTICS):
                 value = totals[row * len(_QUANTITIES) + column]
                 if statistic == "mean":
                     value /= self._solved_steps
