@@ -12,3 +12,9 @@ from .diagnostics import beta_summary
 
 __all__ = ["AMAdamW", "AMSGD", "beta_summary", "block_betas", "select_beta"]
 __version__ = "0.1.0"
+
+# Ecosystem helpers: parameter groups and beta logging.
+from .groups import param_groups  # noqa: E402
+from .monitoring import BetaLogger, tensorboard_log_fn  # noqa: E402
+
+__all__ += ["BetaLogger", "param_groups", "tensorboard_log_fn"]
