@@ -9,12 +9,17 @@ from .amadamw import AMAdamW
 from .amsgd import AMSGD
 from .beta import block_betas, select_beta
 from .diagnostics import beta_summary
+from .groups import param_groups
+from .monitoring import BetaLogger, tensorboard_log_fn
 
-__all__ = ["AMAdamW", "AMSGD", "beta_summary", "block_betas", "select_beta"]
+__all__ = [
+    "AMAdamW",
+    "AMSGD",
+    "BetaLogger",
+    "beta_summary",
+    "block_betas",
+    "param_groups",
+    "select_beta",
+    "tensorboard_log_fn",
+]
 __version__ = "0.1.0"
-
-# Ecosystem helpers: parameter groups and beta logging.
-from .groups import param_groups  # noqa: E402
-from .monitoring import BetaLogger, tensorboard_log_fn  # noqa: E402
-
-__all__ += ["BetaLogger", "param_groups", "tensorboard_log_fn"]
