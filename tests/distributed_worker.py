@@ -50,12 +50,13 @@ def param_groups(model: nn.Module) -> list[dict[str, Any]]:
     return [{"params": weights}, {"params": others, "lr": 0.02}]
 
 
-def make_optimizer(name: str, model: nn.Module, scope: str, foreach: bool | None = None):
+def make_optimizer(
+    name: str, model: nn.Module | None, scope: str, foreach: bool | None = None, groups=None
+):
+    groups = param_groups(model) if groups is None else groups
     if name == "AMSGD":
-        return adamem.AMSGD(
-            param_groups(model), lr=0.05, scope=scope, weight_decay=0.01, foreach=foreach
-        )
-    return adamem.AMAdamW(param_groups(model), lr=0.01, scope=scope, foreach=foreach)
+        return adamem.AMSGD(groups, lr=0.05, scope=scope, weight_decay=0.01, foreach=foreach)
+    return adamem.AMAdamW(groups, lr=0.01, scope=scope, foreach=foreach)
 
 
 def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -304,6 +305,54 @@ def case_ddp(rank: int, results: dict) -> None:
             }
 
 
+def case_zero(rank: int, world_size: int, results: dict) -> None:
+    """DeepSpeed ZeRO-1/2 simulated: each group's parameters flattened, padded and split into
+    one flat slice per rank, which is all the optimizer sees; set_flat_partition_group makes
+    scope group/global exact."""
+    import torch.distributed as dist
+
+    def flat_slice(tensors: list[torch.Tensor]) -> torch.Tensor:
+        flat = torch.cat([t.detach().reshape(-1) for t in tensors])
+        size = -(-len(flat) // world_size)  # padded with zeros to world_size slices
+        flat = torch.cat([flat, flat.new_zeros(size * world_size - len(flat))])
+        return flat[rank * size : (rank + 1) * size].clone()
+
+    for name in OPTIMIZERS:
+        for scope in ("group", "global"):
+            model = build_model()  # whole on every rank: gives the gradients
+            groups = param_groups(model)
+            slices = [nn.Parameter(flat_slice(group["params"])) for group in groups]
+            optimizer = make_optimizer(
+                name, None, scope, groups=[{**g, "params": [s]} for g, s in zip(groups, slices)]
+            )
+            optimizer.set_flat_partition_group(dist.group.WORLD)
+            with CollectiveCounter() as counter:
+                for step in range(STEPS):
+                    reference_grads(model, step)
+                    for group, flat in zip(groups, slices):
+                        flat.grad = flat_slice([p.grad for p in group["params"]])
+                    with counter.step():
+                        optimizer.step()
+                    with torch.no_grad():  # all-gather the slices back into the model
+                        for group, flat in zip(groups, slices):
+                            parts = [torch.empty_like(flat) for _ in range(world_size)]
+                            dist.all_gather(parts, flat.detach())
+                            whole = torch.cat(parts)
+                            for p in group["params"]:
+                                p.copy_(whole[: p.numel()].view_as(p))
+                                whole = whole[p.numel() :]
+            results[f"zero/{name}/{scope}"] = {
+                "params": full_params(model),
+                "counts": counter.counts(),
+            }
+    try:
+        optimizer = make_optimizer("AMSGD", build_model(), "tensor")
+        optimizer.set_flat_partition_group(dist.group.WORLD)
+        results["zero/tensor-scope"] = "no error"
+    except ValueError as error:
+        results["zero/tensor-scope"] = str(error)
+
+
 TP_SHAPES = [(4, 6), (3, 4), (3,), (1,)]
 
 
@@ -434,6 +483,17 @@ def case_errors(rank: int, mesh, results: dict) -> None:
         out["partial-param"] = "no error"
     except NotImplementedError as error:
         out["partial-param"] = str(error)
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    fsdp1 = FullyShardedDataParallel(
+        nn.Linear(3, 2), use_orig_params=True, device_id=torch.device("cpu")
+    )
+    fsdp1(torch.ones(2, 3)).sum().backward()
+    try:
+        adamem.AMSGD(fsdp1.parameters(), lr=0.1).step()
+        out["fsdp1"] = "no error"
+    except NotImplementedError as error:
+        out["fsdp1"] = str(error)
     results["errors"] = out
 
 
@@ -451,6 +511,7 @@ def main(rank: int, world_size: int, port: int, out_dir: Path) -> None:
         case_hsdp(rank, results)
         case_ddp(rank, results)
         case_tp(rank, mesh, results)
+        case_zero(rank, world_size, results)
         case_reduction(rank, results)
         case_errors(rank, mesh, results)
         dist.barrier()

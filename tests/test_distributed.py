@@ -215,3 +215,19 @@ def test_unsupported_layouts_raise(results):
     errors = results["errors"]
     assert "gradient a plain tensor" in errors["plain-grad"]
     assert "Shard or Replicate" in errors["partial-param"]
+    assert "FSDP1" in errors["fsdp1"]
+
+
+@pytest.mark.parametrize("scope", ["group", "global"])
+@pytest.mark.parametrize("name", worker.OPTIMIZERS)
+def test_zero_flat_partitions_match_single_process(results, name, scope):
+    """DeepSpeed ZeRO-1/2 layout (one flat slice per group and rank) with
+    set_flat_partition_group: exact for scope group and global, one all_reduce per step."""
+    got = results[f"zero/{name}/{scope}"]
+    params, _ = reference(name, scope)
+    assert max_difference(got["params"], params) <= ATOL
+    assert got["counts"] == {"all_reduce": ONE_PER_STEP, "collectives": ONE_PER_STEP}
+
+
+def test_zero_flat_partitions_reject_tensor_scope(results):
+    assert "scope='tensor'" in results["zero/tensor-scope"]

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Sharding", "all_reduce_block_sums", "local", "localize"]
+__all__ = ["Sharding", "all_reduce_block_sums", "all_reduce_partition_sums", "local", "localize"]
 
 
 def is_dtensor(tensor: Any) -> bool:
@@ -75,6 +75,13 @@ def localize(param: Tensor, grad: Tensor, name: str) -> tuple[Tensor, Tensor, Sh
     if not is_dtensor(param):
         if is_dtensor(grad):
             raise TypeError(f"{name}: the parameter is a plain tensor but its gradient a DTensor")
+        if getattr(param, "_fsdp_flattened", False):
+            raise NotImplementedError(
+                f"{name} does not support FSDP1 (FullyShardedDataParallel): it hands the "
+                "optimizer flattened shards, from which the per-tensor sums of AM cannot be "
+                "formed. Use FSDP2 (torch.distributed.fsdp.fully_shard) or DDP; see "
+                "docs/distributed.md"
+            )
         return param, grad, None
     if not is_dtensor(grad):
         raise TypeError(
@@ -180,6 +187,41 @@ def all_reduce_block_sums(
             _replace(b, index, reduced_b[offset : offset + count]),
         )
         offset += count
+    return totals
+
+
+def all_reduce_partition_sums(
+    sums: Sequence[tuple[Tensor, Tensor] | None],
+    shardings: Sequence[Sequence[Sharding | None]],
+    process_group: Any,
+) -> list[tuple[Tensor, Tensor] | None]:
+    """Flat partitions (DeepSpeed ZeRO-1/2): add every entry's ``(a, b)`` over ``process_group``.
+
+    Each rank's tensors are its slices of flat buffers split over ``process_group``, so only
+    the sums of whole slices-of-everything are meaningful: the caller allows scope ``"group"``
+    and ``"global"`` only. One ``all_reduce``; none if no group has sums.
+    """
+    if any(sharding is not None for group in shardings for sharding in group):
+        raise ValueError(
+            "a flat partition group is set, but some parameters are DTensors; DTensors carry "
+            "their own layout, so do not set a flat partition group for them"
+        )
+    present = [index for index, pair in enumerate(sums) if pair is not None]
+    if not present:
+        return list(sums)
+    device, dtype = sums[present[0]][0].device, sums[present[0]][0].dtype
+    for index in present:
+        dtype = torch.promote_types(dtype, sums[index][0].dtype)
+    buffer = torch.cat(
+        [sums[index][which].to(device, dtype) for which in (0, 1) for index in present]
+    )
+    torch.distributed.all_reduce(buffer, group=process_group)
+    totals = list(sums)
+    lengths = [len(sums[index][0]) for index in present]
+    reduced_a, reduced_b = buffer.split(sum(lengths))
+    for index, a, b in zip(present, reduced_a.split(lengths), reduced_b.split(lengths)):
+        like = sums[index][0]
+        totals[index] = (a.to(like.device, like.dtype), b.to(like.device, like.dtype))
     return totals
 
 

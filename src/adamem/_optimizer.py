@@ -29,7 +29,13 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ._distributed import Sharding, all_reduce_block_sums, local, localize
+from ._distributed import (
+    Sharding,
+    all_reduce_block_sums,
+    all_reduce_partition_sums,
+    local,
+    localize,
+)
 from .beta import SCOPES, block_betas
 
 LearningRate = float | Tensor
@@ -178,9 +184,13 @@ class AMOptimizer(Optimizer):
                 loss = closure()
         batches = [self._prepare(group) for group in self.param_groups]
         sums = [self._block_sums(batch) if len(batch) else None for batch in batches]
-        sums = all_reduce_block_sums(
-            sums, [batch.shardings[batch.first_steps :] for batch in batches]
-        )
+        shardings = [batch.shardings[batch.first_steps :] for batch in batches]
+        partition_group = getattr(self, "_flat_partition_group", None)
+        if partition_group is None:
+            sums = all_reduce_block_sums(sums, shardings)
+        else:
+            self._check_partition_scopes()
+            sums = all_reduce_partition_sums(sums, shardings, partition_group)
         betas = block_betas(
             sums,
             [group["scope"] for group in self.param_groups],
@@ -190,6 +200,29 @@ class AMOptimizer(Optimizer):
             if len(batch):
                 self._apply(batch, beta)
         return loss
+
+    # ---------------------------------------------------------------------- distributed
+    def set_flat_partition_group(self, process_group: Any) -> None:
+        """Declare this optimizer's tensors to be flat partitions split over ``process_group``.
+
+        DeepSpeed ZeRO-1/2 replace each parameter group's tensors by one flat slice per rank of
+        the group's concatenated parameters. Each rank's sums are then a part of the group's
+        sums, and after this call every step adds them over ``process_group`` (one
+        ``all_reduce``), which makes ``scope="group"`` and ``scope="global"`` exact. Per-tensor
+        blocks do not survive the flattening, so ``scope="tensor"`` raises. Pass ``None`` to
+        undo. Not for DTensor parameters, which carry their own layout (docs/distributed.md).
+        """
+        if process_group is not None:
+            self._check_partition_scopes()
+        self._flat_partition_group = process_group
+
+    def _check_partition_scopes(self) -> None:
+        if any(group["scope"] == "tensor" for group in self.param_groups):
+            raise ValueError(
+                "with a flat partition group (DeepSpeed ZeRO) each tensor is a rank's slice of "
+                "a whole parameter group, so scope='tensor' cannot be exact; use scope='group' "
+                "or scope='global'"
+            )
 
     def _collect(self, group: dict[str, Any], init_state: Callable[..., None]) -> ParamBatch:
         """Gather the tensors with a gradient, creating state on first sight (first in order)."""
