@@ -8,6 +8,7 @@ with the test module, which imports this file.
 
 from __future__ import annotations
 
+import datetime
 import sys
 import traceback
 from contextlib import contextmanager
@@ -120,6 +121,7 @@ class CollectiveCounter:
     def __init__(self) -> None:
         self.all_reduce: list[int] = []
         self.collectives: list[int] = []
+        self.group_sizes: set[int] = set()  # of the process groups all_reduce ran over
         self._in_step = False
 
     def __enter__(self) -> CollectiveCounter:
@@ -127,10 +129,11 @@ class CollectiveCounter:
 
         self._original = dist.all_reduce
 
-        def counting_all_reduce(*args, **kwargs):
+        def counting_all_reduce(tensor, op=dist.ReduceOp.SUM, group=None, async_op=False):
             if self._in_step:
                 self.all_reduce[-1] += 1
-            return self._original(*args, **kwargs)
+                self.group_sizes.add(dist.get_world_size(group))
+            return self._original(tensor, op=op, group=group, async_op=async_op)
 
         dist.all_reduce = counting_all_reduce
         return self
@@ -226,6 +229,7 @@ def case_fsdp(rank: int, mesh, results: dict, out_dir: Path) -> None:
             "params": full_params(model),
             "state": full_state(model, optimizer),
             "counts": counter.counts(),
+            "group_sizes": counter.group_sizes,
             "buffer_layouts": layouts,
         }
 
@@ -286,6 +290,7 @@ def case_hsdp(rank: int, results: dict) -> None:
             results[f"hsdp{shape[0]}x{shape[1]}/{name}/global"] = {
                 "params": full_params(model),
                 "counts": counter.counts(),
+                "group_sizes": counter.group_sizes,
             }
 
 
@@ -502,7 +507,11 @@ def main(rank: int, world_size: int, port: int, out_dir: Path) -> None:
     from torch.distributed.device_mesh import init_device_mesh
 
     dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world_size,
+        timeout=datetime.timedelta(seconds=120),  # a lost peer ends the run, not CI
     )
     try:
         mesh = init_device_mesh("cpu", (world_size,))

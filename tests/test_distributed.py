@@ -57,10 +57,12 @@ def results(tmp_path_factory) -> dict:
     ]
     deadline = time.monotonic() + TIMEOUT_S
     try:
-        for proc in procs:
-            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        pass
+        # Until both exit, a rank fails (its peer would wait in a collective) or time is up.
+        while time.monotonic() < deadline:
+            codes = [proc.poll() for proc in procs]
+            if all(code is not None for code in codes) or any(code for code in codes):
+                break
+            time.sleep(0.1)
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -74,7 +76,7 @@ def results(tmp_path_factory) -> dict:
             + (out / f"rank{rank}.log").read_text()[-4000:]
             for rank, proc in enumerate(procs)
         )
-        pytest.fail(f"distributed worker failed or timed out after {TIMEOUT_S} s:\n{tails}")
+        pytest.fail(f"distributed worker failed (or ran past {TIMEOUT_S} s):\n{tails}")
     loaded = torch.load(out / "results.pt", weights_only=False)
     loaded["_dir"] = out
     return loaded
@@ -106,6 +108,7 @@ def test_fsdp2_matches_single_process(results, kind, name, scope):
     assert max_difference(got["state"], state) <= ATOL
     # One all_reduce per step and no other collective (no hidden DTensor ones either).
     assert got["counts"] == {"all_reduce": ONE_PER_STEP, "collectives": ONE_PER_STEP}
+    assert got["group_sizes"] == {2}
     # Buffers are DTensors laid out like their parameters (checkpointable by DCP).
     assert got["buffer_layouts"] and all(
         layout == ("DTensor", True) for layout in got["buffer_layouts"]
@@ -126,6 +129,10 @@ def test_hsdp_matches_single_process(results, name, mesh):
     params, _ = reference(name, "global")
     assert max_difference(got["params"], params) <= ATOL
     assert got["counts"] == {"all_reduce": ONE_PER_STEP, "collectives": ONE_PER_STEP}
+    # Over the shard group only: summing the replicas too would scale a and b alike, which
+    # leaves beta unchanged, so check the group itself.
+    shard_size = int(mesh.split("x")[1])
+    assert got["group_sizes"] == {shard_size}
 
 
 @pytest.mark.parametrize("scope", worker.SCOPES)
