@@ -11,6 +11,10 @@ in three phases, and each optimizer supplies the first and the last:
 
 Inside a group, tensors seen for the first time come first (``ParamBatch.first_steps`` of
 them): their step follows a fixed rule and they stay out of the model's sums.
+
+DTensor parameters (FSDP2, tensor parallel) are optimised through their local shards: phases 1
+and 3 see only local tensors, and between phases 1 and 2 one ``all_reduce`` completes the
+partial sums of every sharded tensor (:mod:`adamem._distributed`, docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -25,6 +29,13 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from ._distributed import (
+    Sharding,
+    all_reduce_block_sums,
+    all_reduce_partition_sums,
+    local,
+    localize,
+)
 from .beta import SCOPES, block_betas
 
 LearningRate = float | Tensor
@@ -34,9 +45,11 @@ LearningRate = float | Tensor
 class ParamBatch:
     """The tensors of one parameter group that take part in a step.
 
-    ``params`` and ``states`` are the stored tensors (real views of complex ones); ``grads``
-    are the gradients the algorithm sees, in the compute dtype, with ``maximize`` applied.
-    The first ``first_steps`` entries are tensors seen for the first time.
+    ``params`` are the stored tensors (real views of complex ones, local shards of DTensors)
+    and ``states`` their state dicts; ``grads`` are the gradients the algorithm sees, in the
+    compute dtype, with ``maximize`` applied. The first ``first_steps`` entries are tensors
+    seen for the first time. ``shardings`` says, per tensor, how a DTensor is split across
+    ranks (``None`` for a plain tensor).
     """
 
     group: dict[str, Any]
@@ -45,13 +58,15 @@ class ParamBatch:
     states: list[dict[str, Any]] = field(default_factory=list)
     first_steps: int = 0
     scratch: dict[str, Any] = field(default_factory=dict)
+    shardings: list[Sharding | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.params)
 
     def state_list(self, key: str, start: int = 0) -> list[Tensor]:
-        """State entry ``key`` of each tensor from ``start`` on (real views of complex ones)."""
-        return [real_view(state[key]) for state in self.states[start:]]
+        """State entry ``key`` of each tensor from ``start`` on (real views of complex ones,
+        local shards of DTensors)."""
+        return [real_view(local(state[key])) for state in self.states[start:]]
 
 
 def compute_dtype(tensor: Tensor) -> torch.dtype:
@@ -169,6 +184,13 @@ class AMOptimizer(Optimizer):
                 loss = closure()
         batches = [self._prepare(group) for group in self.param_groups]
         sums = [self._block_sums(batch) if len(batch) else None for batch in batches]
+        shardings = [batch.shardings[batch.first_steps :] for batch in batches]
+        partition_group = getattr(self, "_flat_partition_group", None)
+        if partition_group is None:
+            sums = all_reduce_block_sums(sums, shardings)
+        else:
+            self._check_partition_scopes()
+            sums = all_reduce_partition_sums(sums, shardings, partition_group)
         betas = block_betas(
             sums,
             [group["scope"] for group in self.param_groups],
@@ -179,10 +201,33 @@ class AMOptimizer(Optimizer):
                 self._apply(batch, beta)
         return loss
 
+    # ---------------------------------------------------------------------- distributed
+    def set_flat_partition_group(self, process_group: Any) -> None:
+        """Declare this optimizer's tensors to be flat partitions split over ``process_group``.
+
+        DeepSpeed ZeRO-1/2 replace each parameter group's tensors by one flat slice per rank of
+        the group's concatenated parameters. Each rank's sums are then a part of the group's
+        sums, and after this call every step adds them over ``process_group`` (one
+        ``all_reduce``), which makes ``scope="group"`` and ``scope="global"`` exact. Per-tensor
+        blocks do not survive the flattening, so ``scope="tensor"`` raises. Pass ``None`` to
+        undo. Not for DTensor parameters, which carry their own layout (docs/distributed.md).
+        """
+        if process_group is not None:
+            self._check_partition_scopes()
+        self._flat_partition_group = process_group
+
+    def _check_partition_scopes(self) -> None:
+        if any(group["scope"] == "tensor" for group in self.param_groups):
+            raise ValueError(
+                "with a flat partition group (DeepSpeed ZeRO) each tensor is a rank's slice of "
+                "a whole parameter group, so scope='tensor' cannot be exact; use scope='group' "
+                "or scope='global'"
+            )
+
     def _collect(self, group: dict[str, Any], init_state: Callable[..., None]) -> ParamBatch:
         """Gather the tensors with a gradient, creating state on first sight (first in order)."""
-        fresh: list[tuple[Tensor, Tensor, dict[str, Any]]] = []
-        seen: list[tuple[Tensor, Tensor, dict[str, Any]]] = []
+        fresh: list[tuple[Tensor, Tensor, dict[str, Any], Sharding | None]] = []
+        seen: list[tuple[Tensor, Tensor, dict[str, Any], Sharding | None]] = []
         for param in group["params"]:
             if param.grad is None:
                 continue
@@ -196,21 +241,23 @@ class AMOptimizer(Optimizer):
                 raise TypeError(
                     f"{type(self).__name__} optimises floating point tensors, got {param.dtype}"
                 )
+            local_param, grad, sharding = localize(param, grad, type(self).__name__)
             state = self.state[param]
             if not param.is_complex():
                 grad = grad.to(compute_dtype(param))
             if group["maximize"]:
                 grad = -grad
             if not state:
-                init_state(state, param)
-                fresh.append((param, grad, state))
+                init_state(state, param)  # a DTensor parameter gets DTensor buffers
+                fresh.append((local_param, grad, state, sharding))
             else:
-                seen.append((param, grad, state))
+                seen.append((local_param, grad, state, sharding))
         batch = ParamBatch(group, first_steps=len(fresh))
-        for param, grad, state in chain(fresh, seen):
+        for param, grad, state, sharding in chain(fresh, seen):
             batch.params.append(real_view(param))
             batch.grads.append(real_view(grad))
             batch.states.append(state)
+            batch.shardings.append(sharding)
         return batch
 
     # --------------------------------------------------------------------- state dtypes
