@@ -83,15 +83,9 @@ def test_fused_equals_reference_float64(name, scope, maximize, fused_calls):
     assert_equal_states(fused, reference, rtol=0, atol=1e-12)
 
 
-@pytest.fixture
-def small_runs(monkeypatch):
-    """Cut scope "tensor" steps into several runs of tensors, as large models are."""
-    monkeypatch.setattr(_fused, "BUNDLE_BYTES", 100_000)
-
-
 @pytest.mark.parametrize("scope", ["tensor", "group", "global"])
 @pytest.mark.parametrize("name", OPTIMIZERS)
-def test_fused_equals_reference_float32_large(name, scope, fused_calls, small_runs):
+def test_fused_equals_reference_float32_large(name, scope, fused_calls):
     reference = trajectory(name, scope, False, torch.float32, LARGE_SHAPES, steps=8)
     fused = trajectory(name, scope, True, torch.float32, LARGE_SHAPES, steps=8)
     assert fused_calls
@@ -99,7 +93,7 @@ def test_fused_equals_reference_float32_large(name, scope, fused_calls, small_ru
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
-def test_fused_equals_reference_float64_large(name, small_runs):
+def test_fused_equals_reference_float64_large(name):
     reference = trajectory(name, "tensor", False, torch.float64, LARGE_SHAPES, steps=6)
     fused = trajectory(name, "tensor", True, torch.float64, LARGE_SHAPES, steps=6)
     assert_equal_states(fused, reference, rtol=0, atol=1e-12)

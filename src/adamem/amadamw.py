@@ -187,9 +187,7 @@ class AMAdamW(AMOptimizer):
         batch = self._collect(group, init_state)
         batch.scratch["fused"] = _fused.plan(
             batch,
-            "adamw",
-            "exp_avg",
-            "exp_avg_sq",
+            _fused.ADAMW,
             dict(
                 lr=float(group["lr"]),
                 cap=group["betas"][0],

@@ -141,9 +141,7 @@ class AMSGD(AMOptimizer):
         # The kernels add weight_decay * x to the gradient themselves, in both passes.
         batch.scratch["fused"] = _fused.plan(
             batch,
-            "sgd",
-            "momentum_buffer",
-            None,
+            _fused.SGD,
             dict(
                 lr=float(group["lr"]),
                 cap=group["beta_max"],

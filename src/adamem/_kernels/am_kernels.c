@@ -23,10 +23,10 @@
  * CHUNK elements).
  *
  * Parallel and deterministic: the elements are cut into chunks of at most CHUNK elements, never
- * spanning two tensors, which OpenMP threads take with a static schedule. Sums accumulate in the
- * tensor's dtype over BLOCK elements (vectorised), in double across blocks, are stored per chunk,
- * and are added per tensor in chunk order: results do not depend on the thread count. Both passes
- * use the same schedule, so a chunk is revisited by the core that has it in cache.
+ * spanning two tensors, which OpenMP threads take one at a time. Sums accumulate in the tensor's
+ * dtype over BLOCK elements (vectorised), in double across blocks, are stored per chunk, and are
+ * added per tensor in chunk order: results depend neither on the thread count nor on which
+ * thread took which chunk.
  */
 
 #include <math.h>
@@ -55,7 +55,7 @@ enum { H_LR, H_CAP, H_BETA2, H_EPS, H_WEIGHT_DECAY, H_LAMBD, H_COMPAT_GAP, H_FIE
 /* Per-tensor constants that the prologues compute once (bias factors, 1 - beta). */
 enum { K_BC1, K_INV_BC2, K_PREV_BC1, K_INV_PREV_BC2, K_ONE_MINUS_BETA, K_FIELDS };
 
-#define CHUNK 16384 /* elements per work item: 64 KiB of fp32 per array, a few per L2 */
+#define CHUNK 16384 /* elements per work item: 64 KiB of fp32 per array */
 #define BLOCK 512   /* elements summed in the tensor's dtype before adding into double */
 #define MAX_SUMS 4
 
@@ -100,8 +100,11 @@ static int run_chunks(const int64_t *records, int64_t count, const double *hyper
             ++next;
         }
     }
-    /* Below a few chunks the fork/join costs more than it saves. */
-#pragma omp parallel for schedule(static) num_threads(threads) if (elements >= 4 * CHUNK)
+    /*
+     * Below a few chunks the fork/join costs more than it saves. Chunks are handed out one at
+     * a time: a thread that the OS preempts (a busy machine) holds up at most one chunk.
+     */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (elements >= 4 * CHUNK)
     for (int64_t i = 0; i < items; ++i) {
         const int64_t t = list[i].tensor;
         fn(records + t * R_FIELDS, hyper, constants ? constants + t * K_FIELDS : NULL,
