@@ -22,6 +22,7 @@ complex) CPU tensor, the kernels could be built, and the step is not being trace
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +34,8 @@ from ._optimizer import ParamBatch, check_flag
 
 __all__ = ["ADAMW", "SGD", "FusedStep", "Kind", "plan", "validate_fused"]
 
-# Layouts shared with am_kernels.c (its R_* and H_* enums).
+# Record layout shared with am_kernels.c (its R_* enum); Kind.hyper follows its H_* enum.
 RECORD_FIELDS = 10
-_HYPER_KEYS = ("lr", "cap", "beta2", "eps", "weight_decay", "lambd", "compat_gap")
 
 _SUFFIXES = {torch.float32: "f32", torch.float64: "f64"}
 _COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
@@ -94,7 +94,7 @@ class FusedStep:
 
 @dataclass(frozen=True)
 class Kind:
-    """What the kernels of one optimizer read from its state."""
+    """What the kernels of one optimizer read from its state and its parameter group."""
 
     name: str
     memory_key: str
@@ -102,23 +102,46 @@ class Kind:
     scalar_keys: tuple[str | None, ...]
     """State scalars in the record's order (step, beta, beta_product, prev_bias_correction1,
     prev_lr); ``None`` where the optimizer has no such scalar."""
+    hyper: Callable[[dict[str, Any]], tuple[float, ...]]
+    """The group's hyperparameters in the H_* order of am_kernels.c: lr, cap, beta2, eps,
+    weight_decay, lambd, compat_gap."""
 
 
-SGD = Kind("sgd", "momentum_buffer", None, (None, "beta", None, None, "prev_lr"))
+SGD = Kind(
+    "sgd",
+    "momentum_buffer",
+    None,
+    (None, "beta", None, None, "prev_lr"),
+    lambda group: (
+        float(group["lr"]),
+        group["beta_max"],
+        0.0,
+        0.0,
+        group["weight_decay"],
+        group["lambd"],
+        0.0,
+    ),
+)
 ADAMW = Kind(
     "adamw",
     "exp_avg",
     "exp_avg_sq",
     ("step", "beta", "beta_product", "prev_bias_correction1", "prev_lr"),
+    lambda group: (
+        float(group["lr"]),
+        group["betas"][0],
+        group["betas"][1],
+        group["eps"],
+        group["weight_decay"],
+        group["lambd"],
+        float(group["gap_estimate"] == "compat"),
+    ),
 )
 
 
-def plan(batch: ParamBatch, kind: Kind, hyper: dict[str, float]) -> FusedStep | None:
-    """A :class:`FusedStep` for ``batch``, or ``None`` to take the torch path.
-
-    ``hyper`` holds the keys of ``_HYPER_KEYS`` (``lr`` already a float). ``fused=True`` warns
-    once when the group cannot take the fused path.
-    """
+def plan(batch: ParamBatch, kind: Kind) -> FusedStep | None:
+    """A :class:`FusedStep` for ``batch``, or ``None`` to take the torch path; ``fused=True``
+    warns once when the group cannot take the fused path."""
     group = batch.group
     if group["fused"] is False or (group["fused"] is None and group["foreach"] is not None):
         return None
@@ -137,8 +160,9 @@ def plan(batch: ParamBatch, kind: Kind, hyper: dict[str, float]) -> FusedStep | 
         phase: getattr(library, f"am_{kind.name}_{phase}_{suffix}")
         for phase in ("first", "sums", "update")
     }
-    hyper_array = array("d", [float(hyper[key]) for key in _HYPER_KEYS])
-    return FusedStep(kernels, records, batch.first_steps, hyper_array)
+    # Only here is a tensor lr read on the host: its group's tensors are all on the CPU.
+    hyper = array("d", kind.hyper(group))
+    return FusedStep(kernels, records, batch.first_steps, hyper)
 
 
 def _records(batch: ParamBatch, kind: Kind) -> array | str:

@@ -185,19 +185,7 @@ class AMAdamW(AMOptimizer):
             state["prev_lr"] = scalar_state(group["lr"], param)
 
         batch = self._collect(group, init_state)
-        batch.scratch["fused"] = _fused.plan(
-            batch,
-            _fused.ADAMW,
-            dict(
-                lr=float(group["lr"]),
-                cap=group["betas"][0],
-                beta2=group["betas"][1],
-                eps=group["eps"],
-                weight_decay=group["weight_decay"],
-                lambd=group["lambd"],
-                compat_gap=group["gap_estimate"] == "compat",
-            ),
-        )
+        batch.scratch["fused"] = _fused.plan(batch, _fused.ADAMW)
         batch.scratch["foreach"] = use_foreach(group, batch.params)
         return batch
 
