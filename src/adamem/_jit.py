@@ -25,7 +25,7 @@ import threading
 import warnings
 from pathlib import Path
 
-__all__ = ["FLAG_SETS", "build_seconds", "library", "warn_once"]
+__all__ = ["FLAG_SETS", "library", "warn_once"]
 
 SOURCE_DIR = Path(__file__).with_name("_kernels")
 SOURCES = ("am_kernels.c", "am_kernels_body.h")
@@ -51,8 +51,6 @@ _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 _failed = False
 _warned: set[str] = set()
-build_seconds: float | None = None
-"""Wall time of this process's first :func:`library` call (compile or cache load), if any."""
 
 
 def warn_once(message: str) -> None:
@@ -64,14 +62,11 @@ def warn_once(message: str) -> None:
 
 def library() -> ctypes.CDLL | None:
     """The kernels, built or loaded on the first call; ``None`` after one warning if impossible."""
-    global _library, _failed, build_seconds
+    global _library, _failed
     if _library is not None or _failed:
         return _library
     with _lock:
         if _library is None and not _failed:
-            import time
-
-            start = time.perf_counter()
             try:
                 _library = _load()
             except (OSError, subprocess.SubprocessError, RuntimeError) as error:
@@ -80,7 +75,6 @@ def library() -> ctypes.CDLL | None:
                     f"adamem: the fused CPU kernels are unavailable ({error}); using the "
                     "reference/foreach path, which is several times slower"
                 )
-            build_seconds = time.perf_counter() - start
     return _library
 
 
@@ -132,7 +126,7 @@ def _load() -> ctypes.CDLL:
 def _build(compiler: list[str], target: Path) -> None:
     """Compile into a temporary file beside ``target``, then rename it: concurrent builders
     never see a partial library."""
-    errors = []
+    last_error = ""
     handle, temporary = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(handle)
     try:
@@ -148,8 +142,9 @@ def _build(compiler: list[str], target: Path) -> None:
                     )
                 os.replace(temporary, target)
                 return
-            errors.append(result.stderr.strip().splitlines()[-1:] or [f"exit {result.returncode}"])
-        raise RuntimeError(f"{' '.join(compiler)} failed: {errors[-1][0]}")
+            lines = result.stderr.strip().splitlines()
+            last_error = lines[-1] if lines else f"exit status {result.returncode}"
+        raise RuntimeError(f"{' '.join(compiler)} failed: {last_error}")
     except FileNotFoundError as error:
         raise RuntimeError(f"no C compiler: {error.filename!r} not found") from None
     finally:

@@ -3,8 +3,9 @@
  *
  * adamem/_jit.py compiles this file on first use (plain C11 with OpenMP and no Python or torch
  * headers, so the build takes about a second) and adamem/_fused.py calls it through ctypes on
- * raw data pointers. The arithmetic mirrors the reference path (amsgd.py, amadamw.py)
- * operation by operation, in the tensor's dtype. Beta itself is never computed here: Python
+ * raw data pointers. The arithmetic repeats the reference path (amsgd.py, amadamw.py)
+ * operation by operation, in the tensor's dtype, except where a comment says otherwise (a few
+ * ulps apart; see docs/speed.md). Beta itself is never computed here: Python
  * solves it with adamem.beta from the sums returned by the `sums` entry points, and hands it
  * back to the `update` entry points.
  *
@@ -49,7 +50,7 @@ enum {
     R_FIELDS
 };
 
-/* The group's hyperparameters; the HYPER_FIELDS of adamem/_fused.py. */
+/* The group's hyperparameters, in the order of Kind.hyper in adamem/_fused.py. */
 enum { H_LR, H_CAP, H_BETA2, H_EPS, H_WEIGHT_DECAY, H_LAMBD, H_COMPAT_GAP, H_FIELDS };
 
 /* Per-tensor constants that the prologues compute once (bias factors, 1 - beta). */

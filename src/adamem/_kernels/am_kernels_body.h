@@ -159,7 +159,10 @@ int NAME(am_sgd_first)(const int64_t *records, int64_t count, const double *hype
 
 /* -------------------------------------------------------------------------- AM-AdamW */
 
-/* amadamw_preconditioner: P = (1 - beta1_max Pi) (sqrt(v / (1 - beta2^k)) + eps). */
+/*
+ * amadamw_preconditioner: P = (1 - beta1_max Pi) (sqrt(v / (1 - beta2^k)) + eps), dividing by
+ * the bias factor as a multiplication by its reciprocal, as the foreach path does.
+ */
 ALWAYS_INLINE T NAME(preconditioner)(T v, T bias_correction1, T inv_bias_correction2, T eps)
 {
     return bias_correction1 * (SQRT(v * inv_bias_correction2) + eps);
