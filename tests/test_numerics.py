@@ -27,7 +27,7 @@ def assert_finite(optimizer, params, second_moment_may_overflow=False):
                 assert torch.isfinite(value).all(), key
 
 
-@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("foreach", [False, True, None])  # None: the fused path
 @pytest.mark.parametrize("name", FACTORIES)
 @pytest.mark.parametrize("case", ["zero_grad", "lr_zero", "constant_grad"])
 def test_degenerate_steps_are_finite(name, foreach, case):
@@ -51,7 +51,7 @@ def test_degenerate_steps_are_finite(name, foreach, case):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("scale", [1e-30, 1e30])
-@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("foreach", [False, True, None])  # None: the fused path
 @pytest.mark.parametrize("name", FACTORIES)
 def test_extreme_gradient_scales_are_finite(name, foreach, scale, dtype):
     params = make_params(dtype)
@@ -64,7 +64,7 @@ def test_extreme_gradient_scales_are_finite(name, foreach, scale, dtype):
     assert_finite(optimizer, params, second_moment_may_overflow=dtype == torch.float32)
 
 
-@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("foreach", [False, True, None])  # None: the fused path
 @pytest.mark.parametrize("name", FACTORIES)
 def test_fp16_with_large_gradients_is_finite(name, foreach):
     params = make_params(torch.float16)
@@ -106,7 +106,7 @@ settings.register_profile(
     cap=st.floats(0.0, 0.99),
     weight_decay=st.floats(0.0, 0.09),
     scope=st.sampled_from(["tensor", "group", "global"]),
-    foreach=st.booleans(),
+    foreach=st.sampled_from([False, True, None]),  # None: the fused path (fp32/fp64)
     dtype=st.sampled_from([torch.float32, torch.float64, torch.bfloat16, torch.float16]),
     seed=st.integers(0, 2**16),
 )

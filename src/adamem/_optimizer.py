@@ -243,8 +243,9 @@ class AMOptimizer(Optimizer):
                 )
             local_param, grad, sharding = localize(param, grad, type(self).__name__)
             state = self.state[param]
-            if not param.is_complex():
-                grad = grad.to(compute_dtype(param))
+            dtype = compute_dtype(param)
+            if grad.dtype != dtype and not param.is_complex():
+                grad = grad.to(dtype)  # .to is not free even when the dtype already matches
             if group["maximize"]:
                 grad = -grad
             if not state:

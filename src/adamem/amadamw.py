@@ -34,6 +34,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from . import _fused
 from . import _tensor_ops as ops
 from ._optimizer import (
     AMOptimizer,
@@ -82,6 +83,10 @@ class AMAdamW(AMOptimizer):
             \langle g, d/P_t + \mu x\rangle`).
         maximize: maximise the objective instead (``p.grad`` is left untouched).
         foreach: use the multi-tensor path; ``None`` picks it when all parameters are on CUDA.
+        fused: run each pass as one C loop over the group's tensors (see ``adamem._fused``):
+            ``None`` (default) does so when ``foreach`` is ``None`` and the group allows it
+            (contiguous fp32/fp64 CPU tensors, a C compiler, not under ``torch.compile``),
+            ``True`` also warns once when it cannot, ``False`` never does.
 
     The displacement gap rebuilds :math:`x_{t-1} - x_t` from the previous learning rate (kept
     per tensor) and the group's current ``betas``, ``eps`` and ``weight_decay``: if those
@@ -107,6 +112,7 @@ class AMAdamW(AMOptimizer):
         "maximize": False,
         "foreach": None,
         "gap_estimate": "displacement",
+        "fused": None,
     }
 
     def __init__(
@@ -122,6 +128,7 @@ class AMAdamW(AMOptimizer):
         gap_estimate: GapEstimate = "displacement",
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -133,6 +140,7 @@ class AMAdamW(AMOptimizer):
             gap_estimate=gap_estimate,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
         )
         super().__init__(params, defaults)
 
@@ -149,6 +157,7 @@ class AMAdamW(AMOptimizer):
         check_number("weight_decay", group["weight_decay"], 0.0, float("inf"), high_open=True)
         check_number("lambd", group["lambd"], 0.0, float("inf"), high_open=True)
         check_choice("gap_estimate", group["gap_estimate"], GAP_ESTIMATES)
+        _fused.validate_fused(group)
         if float(group["lr"]) * group["weight_decay"] >= 1:
             raise ValueError(
                 f"lr * weight_decay must be < 1 (the decay factor 1 - lr*weight_decay must stay "
@@ -176,6 +185,7 @@ class AMAdamW(AMOptimizer):
             state["prev_lr"] = scalar_state(group["lr"], param)
 
         batch = self._collect(group, init_state)
+        batch.scratch["fused"] = _fused.plan(batch, _fused.ADAMW)
         batch.scratch["foreach"] = use_foreach(group, batch.params)
         return batch
 
@@ -190,6 +200,8 @@ class AMAdamW(AMOptimizer):
         return super()._state_dtype(param, key)
 
     def _block_sums(self, batch: ParamBatch) -> tuple[Tensor, Tensor] | None:
+        if batch.scratch["fused"] is not None:
+            return batch.scratch["fused"].block_sums()
         group = batch.group
         sums, preconditioners = amadamw_block_sums(
             batch.params,
@@ -218,6 +230,9 @@ class AMAdamW(AMOptimizer):
         return sums
 
     def _apply(self, batch: ParamBatch, betas: Tensor | None) -> None:
+        if batch.scratch["fused"] is not None:
+            batch.scratch["fused"].apply(betas)
+            return
         group = batch.group
         cap = self._beta_cap(group)
         like = batch.grads[0]

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import _fused
 from . import _tensor_ops as ops
 from ._optimizer import (
     AMOptimizer,
@@ -60,6 +61,10 @@ class AMSGD(AMOptimizer):
             ``weight_decay/2 * ||x||^2``.
         maximize: maximise the objective instead (``p.grad`` is left untouched).
         foreach: use the multi-tensor path; ``None`` picks it when all parameters are on CUDA.
+        fused: run each pass as one C loop over the group's tensors (see ``adamem._fused``):
+            ``None`` (default) does so when ``foreach`` is ``None`` and the group allows it
+            (contiguous fp32/fp64 CPU tensors, a C compiler, not under ``torch.compile``),
+            ``True`` also warns once when it cannot, ``False`` never does.
 
     After a step, ``optimizer.state[p]["beta"]`` holds the beta of ``p``'s block (0-d, fp32,
     or fp64 for fp64 parameters; 0 before the second step, where no beta is solved).
@@ -78,7 +83,13 @@ class AMSGD(AMOptimizer):
     """
 
     _statistic_keys = frozenset({"beta", "prev_lr"})
-    _group_defaults = {"scope": "tensor", "maximize": False, "foreach": None, "weight_decay": 0.0}
+    _group_defaults = {
+        "scope": "tensor",
+        "maximize": False,
+        "foreach": None,
+        "weight_decay": 0.0,
+        "fused": None,
+    }
 
     def __init__(
         self,
@@ -91,6 +102,7 @@ class AMSGD(AMOptimizer):
         weight_decay: float = 0.0,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -100,6 +112,7 @@ class AMSGD(AMOptimizer):
             weight_decay=weight_decay,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
         )
         super().__init__(params, defaults)
 
@@ -109,6 +122,7 @@ class AMSGD(AMOptimizer):
         check_number("lambd", group["lambd"], 0.0, float("inf"), high_open=True)
         check_number("weight_decay", group["weight_decay"], 0.0, float("inf"), high_open=True)
         check_flag("maximize", group["maximize"])
+        _fused.validate_fused(group)
 
     def _beta_cap(self, group: dict[str, Any]) -> float:
         return float(group["beta_max"])
@@ -124,13 +138,17 @@ class AMSGD(AMOptimizer):
             state["beta"] = scalar_state(0.0, param)
 
         batch = self._collect(group, init_state)
+        # The kernels add weight_decay * x to the gradient themselves, in both passes.
+        batch.scratch["fused"] = _fused.plan(batch, _fused.SGD)
         batch.scratch["foreach"] = use_foreach(group, batch.params)
-        if group["weight_decay"] != 0 and len(batch):
+        if group["weight_decay"] != 0 and len(batch) and batch.scratch["fused"] is None:
             params = ops.in_dtype(batch.params, [g.dtype for g in batch.grads])
             batch.grads = torch._foreach_add(batch.grads, params, alpha=group["weight_decay"])
         return batch
 
     def _block_sums(self, batch: ParamBatch) -> tuple[Tensor, Tensor] | None:
+        if batch.scratch["fused"] is not None:
+            return batch.scratch["fused"].block_sums()
         if len(batch) == batch.first_steps:
             return None
         seen = slice(batch.first_steps, None)
@@ -144,6 +162,9 @@ class AMSGD(AMOptimizer):
         )
 
     def _apply(self, batch: ParamBatch, betas: Tensor | None) -> None:
+        if batch.scratch["fused"] is not None:
+            batch.scratch["fused"].apply(betas)
+            return
         amsgd_update(
             batch.params,
             batch.grads,

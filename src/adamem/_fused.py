@@ -1,0 +1,221 @@
+"""The fused CPU path: each AM pass is one parallel C loop over all of a group's tensors.
+
+The torch paths make a dozen passes over memory per step and allocate full-size temporaries;
+the kernels in ``_kernels/`` (built by :mod:`adamem._jit`) make the two passes the model needs,
+in place and without temporaries (ALGORITHMS.md §4):
+
+1. ``sums`` advances ``v`` and returns each tensor's ``(a, b)``, in ``_block_sums``;
+2. :func:`adamem.beta.block_betas` solves the betas of every scope from them, in Python: the
+   kernels never compute beta;
+3. ``update`` applies the betas to ``d`` and ``x``, in ``_apply``.
+
+A tensor's first step is a single pass (``first``). Every scope runs the second pass after the
+first pass of all the group's tensors: cutting scope "tensor" steps into cache-sized runs of
+tensors, to read the second pass from cache, did not pay for the extra beta solves and thread
+starts it needs (docs/speed.md).
+
+A group takes this path when every tensor with a gradient is a contiguous fp32 or fp64 (or
+complex) CPU tensor, the kernels could be built, and the step is not being traced by
+``torch.compile``; see :func:`plan`.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from . import _jit
+from ._optimizer import ParamBatch, check_flag
+
+__all__ = ["ADAMW", "SGD", "FusedStep", "Kind", "plan", "validate_fused"]
+
+# Record layout shared with am_kernels.c (its R_* enum); Kind.hyper follows its H_* enum.
+RECORD_FIELDS = 10
+
+_SUFFIXES = {torch.float32: "f32", torch.float64: "f64"}
+_COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+
+
+def validate_fused(group: dict[str, Any]) -> None:
+    """``fused`` is a bool or ``None``, and cannot be combined with ``foreach=True``."""
+    check_flag("fused", group["fused"], allow_none=True)
+    if group["fused"] and group["foreach"]:
+        raise ValueError("fused=True and foreach=True are exclusive; set one of them")
+
+
+class FusedStep:
+    """One group's step on the kernels: :meth:`block_sums` and :meth:`apply` are the
+    optimizer's ``_block_sums`` and ``_apply``."""
+
+    def __init__(
+        self, kernels: dict[str, Any], records: array, first_steps: int, hyper: array
+    ) -> None:
+        self._kernels = kernels
+        self._records = records
+        self._count = len(records) // RECORD_FIELDS
+        self._first_steps = first_steps
+        self._hyper = hyper
+        self._threads = torch.get_num_threads()
+
+    def _call(self, phase: str, start: int, *outputs: int) -> None:
+        """Run kernel ``phase`` on the tensors from ``start`` to the end (first steps: to
+        ``first_steps``)."""
+        stop = self._first_steps if phase == "first" else self._count
+        records = self._records.buffer_info()[0] + start * RECORD_FIELDS * 8
+        hyper = self._hyper.buffer_info()[0]
+        status = self._kernels[phase](records, stop - start, hyper, *outputs, self._threads)
+        if status != 0:
+            raise MemoryError(f"adamem's fused '{phase}' kernel could not allocate its work list")
+
+    def block_sums(self) -> tuple[Tensor, Tensor] | None:
+        """Take the first steps, then return the ``(a, b)`` of the other tensors (float64)."""
+        if self._first_steps:
+            self._call("first", 0)
+        seen = self._count - self._first_steps
+        if not seen:
+            return None
+        sums = torch.empty(2, seen, dtype=torch.float64)
+        address = sums.data_ptr()
+        self._call("sums", self._first_steps, address, address + seen * 8)
+        a, b = sums.unbind()
+        return a, b
+
+    def apply(self, betas: Tensor | None) -> None:
+        """The second pass, with one beta per tensor past its first step."""
+        if betas is not None:
+            betas = betas.to(torch.float64).contiguous()
+            self._call("update", self._first_steps, betas.data_ptr())
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What the kernels of one optimizer read from its state and its parameter group."""
+
+    name: str
+    memory_key: str
+    second_moment_key: str | None
+    scalar_keys: tuple[str | None, ...]
+    """State scalars in the record's order (step, beta, beta_product, prev_bias_correction1,
+    prev_lr); ``None`` where the optimizer has no such scalar."""
+    hyper: Callable[[dict[str, Any]], tuple[float, ...]]
+    """The group's hyperparameters in the H_* order of am_kernels.c: lr, cap, beta2, eps,
+    weight_decay, lambd, compat_gap."""
+
+
+SGD = Kind(
+    "sgd",
+    "momentum_buffer",
+    None,
+    (None, "beta", None, None, "prev_lr"),
+    lambda group: (
+        float(group["lr"]),
+        group["beta_max"],
+        0.0,
+        0.0,
+        group["weight_decay"],
+        group["lambd"],
+        0.0,
+    ),
+)
+ADAMW = Kind(
+    "adamw",
+    "exp_avg",
+    "exp_avg_sq",
+    ("step", "beta", "beta_product", "prev_bias_correction1", "prev_lr"),
+    lambda group: (
+        float(group["lr"]),
+        group["betas"][0],
+        group["betas"][1],
+        group["eps"],
+        group["weight_decay"],
+        group["lambd"],
+        float(group["gap_estimate"] == "compat"),
+    ),
+)
+
+
+def plan(batch: ParamBatch, kind: Kind) -> FusedStep | None:
+    """A :class:`FusedStep` for ``batch``, or ``None`` to take the torch path; ``fused=True``
+    warns once when the group cannot take the fused path."""
+    group = batch.group
+    if group["fused"] is False or (group["fused"] is None and group["foreach"] is not None):
+        return None
+    if not len(batch) or torch.compiler.is_compiling():
+        return None
+    records = _records(batch, kind)
+    if isinstance(records, str):
+        if group["fused"]:
+            _jit.warn_once(f"adamem: fused=True, but {records}; using the torch path")
+        return None
+    library = _jit.library()
+    if library is None:
+        return None
+    suffix = _SUFFIXES[batch.grads[0].dtype]
+    kernels = {
+        phase: getattr(library, f"am_{kind.name}_{phase}_{suffix}")
+        for phase in ("first", "sums", "update")
+    }
+    # Only here is a tensor lr read on the host: its group's tensors are all on the CPU.
+    hyper = array("d", kind.hyper(group))
+    return FusedStep(kernels, records, batch.first_steps, hyper)
+
+
+def _records(batch: ParamBatch, kind: Kind) -> array | str:
+    """The kernels' records of ``batch`` (the R_* layout of am_kernels.c), or why the batch
+    cannot have them.
+
+    The kernels trust every pointer: each array must be a contiguous CPU tensor of the compute
+    dtype (or its complex counterpart) with the parameter's size, each scalar a CPU tensor of
+    the compute dtype. The checks are written out in one expression because they run for every
+    tensor at every step.
+    """
+    dtype = batch.grads[0].dtype
+    if dtype not in _SUFFIXES:
+        return f"the gradients are {dtype}, not float32/float64"
+    complex_dtype = _COMPLEX[dtype]
+    memory_key, second_key = kind.memory_key, kind.second_moment_key
+    rejection = (
+        "every parameter, gradient and state tensor must be a contiguous "
+        f"{dtype} (or {complex_dtype}) CPU tensor"
+    )
+    flat: list[int] = []
+    memories = batch.state_list(memory_key)
+    second_moments = batch.state_list(second_key) if second_key else memories
+    for x, g, state, d, v in zip(batch.params, batch.grads, batch.states, memories, second_moments):
+        size = x.nbytes
+        if not (
+            x.dtype is dtype
+            and x.is_cpu
+            and x.is_contiguous()
+            and g.is_contiguous()  # the grad setter gave it the parameter's device and shape
+            and (d.dtype is dtype or d.dtype is complex_dtype)
+            and d.is_cpu
+            and d.is_contiguous()
+            and d.nbytes == size
+            and (
+                v is d
+                or (
+                    (v.dtype is dtype or v.dtype is complex_dtype)
+                    and v.is_cpu
+                    and v.is_contiguous()
+                    and v.nbytes == size
+                )
+            )
+        ):
+            return rejection
+        pointers = [x.data_ptr(), g.data_ptr(), d.data_ptr(), v.data_ptr(), x.numel()]
+        for key in kind.scalar_keys:
+            if key is None:
+                pointers.append(0)
+                continue
+            scalar = state[key]
+            if scalar.dtype is not dtype or not scalar.is_cpu:
+                return rejection
+            pointers.append(scalar.data_ptr())
+        flat += pointers
+    return array("q", flat)

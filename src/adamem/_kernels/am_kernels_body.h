@@ -1,0 +1,384 @@
+/*
+ * The kernels of one dtype. am_kernels.c includes this file twice: with T = float,
+ * SUFFIX = f32, SQRT = sqrtf, POW = powf, and with T = double, SUFFIX = f64, SQRT = sqrt,
+ * POW = pow. Comments name the reference function (amsgd.py, amadamw.py) whose operations
+ * each loop repeats.
+ */
+
+static T NAME(load)(int64_t address) { return *(const T *)pointer(address); }
+
+static void NAME(store)(int64_t address, T value) { *(T *)pointer(address) = value; }
+
+/* torch.lerp(start, end, weight), with ATen's formula: exact at both ends. */
+ALWAYS_INLINE T NAME(lerp)(T start, T end, T weight)
+{
+    return weight < (T)0.5 ? start + weight * (end - start)
+                           : end - (end - start) * ((T)1 - weight);
+}
+
+/* ---------------------------------------------------------------------------- AM-SGD */
+
+/* The gradient AM-SGD sees: g + weight_decay * x (coupled L2, AMSGD._prepare). */
+ALWAYS_INLINE T NAME(sgd_grad)(const T *g, const T *x, int64_t i, T weight_decay, int decay)
+{
+    return decay ? g[i] + weight_decay * x[i] : g[i];
+}
+
+/* amsgd_block_sums: <g, d>, <d - g, g + lambd d>, <d - g, d - g>. */
+ALWAYS_INLINE void NAME(sgd_sums_body)(const int64_t *record, const double *hyper, int64_t start,
+                                       int64_t stop, double *sums, int decay)
+{
+    const T *restrict x = pointer(record[R_X]);
+    const T *restrict g = pointer(record[R_G]);
+    const T *restrict d = pointer(record[R_D]);
+    const T lambd = (T)hyper[H_LAMBD], weight_decay = (T)hyper[H_WEIGHT_DECAY];
+    for (int64_t block = start; block < stop; block += BLOCK) {
+        const int64_t end = block + BLOCK < stop ? block + BLOCK : stop;
+        T memory_dot = 0, pull = 0, curvature = 0;
+#pragma omp simd reduction(+ : memory_dot, pull, curvature)
+        for (int64_t i = block; i < end; ++i) {
+            const T grad = NAME(sgd_grad)(g, x, i, weight_decay, decay);
+            const T difference = d[i] - grad;
+            memory_dot += grad * d[i];
+            pull += difference * (grad + lambd * d[i]);
+            curvature += difference * difference;
+        }
+        sums[0] += memory_dot;
+        sums[1] += pull;
+        sums[2] += curvature;
+    }
+}
+
+static void NAME(sgd_sums_chunk)(const int64_t *record, const double *hyper,
+                                 const double *constants, int64_t start, int64_t stop,
+                                 double *sums)
+{
+    (void)constants;
+    if (hyper[H_WEIGHT_DECAY] != 0.0)
+        NAME(sgd_sums_body)(record, hyper, start, stop, sums, 1);
+    else
+        NAME(sgd_sums_body)(record, hyper, start, stop, sums, 0);
+}
+
+/* amsgd_tensor_step: d <- lerp(d, g, (1 - beta) / (1 + lambd)); x <- x - lr d. */
+ALWAYS_INLINE void NAME(sgd_update_body)(const int64_t *record, const double *hyper,
+                                         const double *constants, int64_t start, int64_t stop,
+                                         int decay)
+{
+    T *restrict x = pointer(record[R_X]);
+    const T *restrict g = pointer(record[R_G]);
+    T *restrict d = pointer(record[R_D]);
+    const T lr = (T)hyper[H_LR], weight_decay = (T)hyper[H_WEIGHT_DECAY];
+    const T weight = (T)constants[K_ONE_MINUS_BETA];
+#pragma omp simd
+    for (int64_t i = start; i < stop; ++i) {
+        const T memory = NAME(lerp)(d[i], NAME(sgd_grad)(g, x, i, weight_decay, decay), weight);
+        d[i] = memory;
+        x[i] = x[i] - lr * memory;
+    }
+}
+
+static void NAME(sgd_update_chunk)(const int64_t *record, const double *hyper,
+                                   const double *constants, int64_t start, int64_t stop,
+                                   double *sums)
+{
+    (void)sums;
+    if (hyper[H_WEIGHT_DECAY] != 0.0)
+        NAME(sgd_update_body)(record, hyper, constants, start, stop, 1);
+    else
+        NAME(sgd_update_body)(record, hyper, constants, start, stop, 0);
+}
+
+/* amsgd_update's first step: d <- g; x <- x - lr g. */
+static void NAME(sgd_first_chunk)(const int64_t *record, const double *hyper,
+                                  const double *constants, int64_t start, int64_t stop,
+                                  double *sums)
+{
+    (void)constants;
+    (void)sums;
+    T *restrict x = pointer(record[R_X]);
+    const T *restrict g = pointer(record[R_G]);
+    T *restrict d = pointer(record[R_D]);
+    const T lr = (T)hyper[H_LR], weight_decay = (T)hyper[H_WEIGHT_DECAY];
+    const int decay = hyper[H_WEIGHT_DECAY] != 0.0;
+#pragma omp simd
+    for (int64_t i = start; i < stop; ++i) {
+        const T grad = NAME(sgd_grad)(g, x, i, weight_decay, decay);
+        d[i] = grad;
+        x[i] = x[i] - lr * grad;
+    }
+}
+
+int NAME(am_sgd_sums)(const int64_t *records, int64_t count, const double *hyper, double *a,
+                      double *b, int threads)
+{
+    double *sums = malloc((size_t)(count > 0 ? count : 1) * 3 * sizeof *sums);
+    if (sums == NULL)
+        return -1;
+    const int status =
+        run_chunks(records, count, hyper, NULL, NAME(sgd_sums_chunk), sums, 3, threads);
+    const double lr = hyper[H_LR], lambd = hyper[H_LAMBD];
+    for (int64_t t = 0; status == 0 && t < count; ++t) {
+        const double prev_lr = NAME(load)(records[t * R_FIELDS + R_PREV_LR]);
+        /* amsgd_terms, with the gap prev_lr <g, d> of amsgd_block_sums. */
+        a[t] = (1 + lambd) * (prev_lr * sums[3 * t]) - lr * sums[3 * t + 1];
+        b[t] = lr * sums[3 * t + 2];
+    }
+    free(sums);
+    return status;
+}
+
+int NAME(am_sgd_update)(const int64_t *records, int64_t count, const double *hyper,
+                        const double *betas, int threads)
+{
+    double *constants = calloc((size_t)(count > 0 ? count : 1) * K_FIELDS, sizeof *constants);
+    if (constants == NULL)
+        return -1;
+    for (int64_t t = 0; t < count; ++t)
+        constants[t * K_FIELDS + K_ONE_MINUS_BETA] =
+            ((T)1 - (T)betas[t]) / (T)(1 + hyper[H_LAMBD]);
+    const int status =
+        run_chunks(records, count, hyper, constants, NAME(sgd_update_chunk), NULL, 0, threads);
+    for (int64_t t = 0; status == 0 && t < count; ++t) {
+        const int64_t *record = records + t * R_FIELDS;
+        NAME(store)(record[R_BETA], (T)betas[t]);
+        NAME(store)(record[R_PREV_LR], (T)hyper[H_LR]);
+    }
+    free(constants);
+    return status;
+}
+
+int NAME(am_sgd_first)(const int64_t *records, int64_t count, const double *hyper, int threads)
+{
+    const int status =
+        run_chunks(records, count, hyper, NULL, NAME(sgd_first_chunk), NULL, 0, threads);
+    for (int64_t t = 0; status == 0 && t < count; ++t)
+        NAME(store)(records[t * R_FIELDS + R_PREV_LR], (T)hyper[H_LR]);
+    return status;
+}
+
+/* -------------------------------------------------------------------------- AM-AdamW */
+
+/*
+ * amadamw_preconditioner: P = (1 - beta1_max Pi) (sqrt(v / (1 - beta2^k)) + eps), dividing by
+ * the bias factor as a multiplication by its reciprocal, as the foreach path does.
+ */
+ALWAYS_INLINE T NAME(preconditioner)(T v, T bias_correction1, T inv_bias_correction2, T eps)
+{
+    return bias_correction1 * (SQRT(v * inv_bias_correction2) + eps);
+}
+
+/*
+ * amadamw_block_sums for one chunk: advance v and add the four inner products of a, b:
+ * <g, d / P_last + mu x> (P_last = P_{t-1} for the displacement gap, P_t for compat),
+ * <x, d - g>, <M (d - g), g + lambd P d> and <d - g, M (d - g)>, M = 1 / (P (1 + lambd P)).
+ * x is read only with weight decay, as in the foreach path.
+ */
+ALWAYS_INLINE void NAME(adamw_sums_body)(const int64_t *record, const double *hyper,
+                                         const double *constants, int64_t start, int64_t stop,
+                                         double *sums, int compat, int decay)
+{
+    const T *restrict x = pointer(record[R_X]);
+    const T *restrict g = pointer(record[R_G]);
+    const T *restrict d = pointer(record[R_D]);
+    T *restrict v = pointer(record[R_V]);
+    const T beta2 = (T)hyper[H_BETA2], one_minus_beta2 = (T)(1 - hyper[H_BETA2]);
+    const T eps = (T)hyper[H_EPS], lambd = (T)hyper[H_LAMBD], mu = (T)hyper[H_WEIGHT_DECAY];
+    const T bc1 = (T)constants[K_BC1], inv_bc2 = (T)constants[K_INV_BC2];
+    const T prev_bc1 = (T)constants[K_PREV_BC1], inv_prev_bc2 = (T)constants[K_INV_PREV_BC2];
+    for (int64_t block = start; block < stop; block += BLOCK) {
+        const int64_t end = block + BLOCK < stop ? block + BLOCK : stop;
+        T gap = 0, weight_decay = 0, pull = 0, curvature = 0;
+#pragma omp simd reduction(+ : gap, weight_decay, pull, curvature)
+        for (int64_t i = block; i < end; ++i) {
+            const T grad = g[i], memory = d[i], old_v = v[i];
+            const T new_v = beta2 * old_v + one_minus_beta2 * grad * grad;
+            v[i] = new_v;
+            const T p = NAME(preconditioner)(new_v, bc1, inv_bc2, eps);
+            /* displacement_gap rebuilds P_{t-1} from the v this loop just replaced. */
+            const T last_p =
+                compat ? p : NAME(preconditioner)(old_v, prev_bc1, inv_prev_bc2, eps);
+            const T difference = memory - grad;
+            /*
+             * One division instead of amadamw_terms' two (the divider bounds this loop). The
+             * product cannot overflow where the reference's quotients stay finite: v <= T's
+             * max bounds P by sqrt(max / (1 - beta2)), so P (1 + lambd P) overflows only with
+             * lambd > 1 - beta2, and then M (d - g) is below T's smallest normal number.
+             */
+            const T metric_difference = difference / (p * (1 + lambd * p));
+            gap += decay ? grad * (memory / last_p + mu * x[i]) : grad * (memory / last_p);
+            if (decay)
+                weight_decay += x[i] * difference;
+            pull += metric_difference * (grad + lambd * p * memory);
+            curvature += difference * metric_difference;
+        }
+        sums[0] += gap;
+        sums[1] += weight_decay;
+        sums[2] += pull;
+        sums[3] += curvature;
+    }
+}
+
+static void NAME(adamw_sums_chunk)(const int64_t *record, const double *hyper,
+                                   const double *constants, int64_t start, int64_t stop,
+                                   double *sums)
+{
+    const int compat = hyper[H_COMPAT_GAP] != 0.0, decay = hyper[H_WEIGHT_DECAY] != 0.0;
+    if (compat && decay)
+        NAME(adamw_sums_body)(record, hyper, constants, start, stop, sums, 1, 1);
+    else if (compat)
+        NAME(adamw_sums_body)(record, hyper, constants, start, stop, sums, 1, 0);
+    else if (decay)
+        NAME(adamw_sums_body)(record, hyper, constants, start, stop, sums, 0, 1);
+    else
+        NAME(adamw_sums_body)(record, hyper, constants, start, stop, sums, 0, 0);
+}
+
+/*
+ * amadamw_tensor_step with P from v (already advanced):
+ * d <- lerp(d, g, (1 - beta) / (1 + lambd P)); x <- (1 - mu lr) x - lr d / P.
+ * With `advance`, first advance v as the sums pass does (a first step, which has no sums).
+ */
+ALWAYS_INLINE void NAME(adamw_update_body)(const int64_t *record, const double *hyper,
+                                           const double *constants, int64_t start,
+                                           int64_t stop, int advance)
+{
+    T *restrict x = pointer(record[R_X]);
+    const T *restrict g = pointer(record[R_G]);
+    T *restrict d = pointer(record[R_D]);
+    T *restrict v = pointer(record[R_V]);
+    const T beta2 = (T)hyper[H_BETA2], one_minus_beta2 = (T)(1 - hyper[H_BETA2]);
+    const T eps = (T)hyper[H_EPS], lambd = (T)hyper[H_LAMBD], lr = (T)hyper[H_LR];
+    const T decay_factor = (T)(1 - hyper[H_WEIGHT_DECAY] * hyper[H_LR]);
+    const T bc1 = (T)constants[K_BC1], inv_bc2 = (T)constants[K_INV_BC2];
+    const T one_minus_beta = (T)constants[K_ONE_MINUS_BETA];
+#pragma omp simd
+    for (int64_t i = start; i < stop; ++i) {
+        const T grad = g[i];
+        T second_moment = v[i];
+        if (advance) {
+            second_moment = beta2 * second_moment + one_minus_beta2 * grad * grad;
+            v[i] = second_moment;
+        }
+        const T p = NAME(preconditioner)(second_moment, bc1, inv_bc2, eps);
+        const T memory = NAME(lerp)(d[i], grad, one_minus_beta / (1 + lambd * p));
+        d[i] = memory;
+        x[i] = decay_factor * x[i] - lr * (memory / p);
+    }
+}
+
+static void NAME(adamw_update_chunk)(const int64_t *record, const double *hyper,
+                                     const double *constants, int64_t start, int64_t stop,
+                                     double *sums)
+{
+    (void)sums;
+    NAME(adamw_update_body)(record, hyper, constants, start, stop, 0);
+}
+
+static void NAME(adamw_first_chunk)(const int64_t *record, const double *hyper,
+                                    const double *constants, int64_t start, int64_t stop,
+                                    double *sums)
+{
+    (void)sums;
+    NAME(adamw_update_body)(record, hyper, constants, start, stop, 1);
+}
+
+/*
+ * 1 / (1 - beta2^k), the reciprocal of Adam's second bias factor at step k, in T as the
+ * reference computes it (beta2 rounded to T first: 1 - 0.999f is 1.3e-5 off 0.001).
+ */
+static T NAME(inv_bias_correction2)(double beta2, T step)
+{
+    return (T)1 / ((T)1 - POW((T)beta2, step));
+}
+
+int NAME(am_adamw_sums)(const int64_t *records, int64_t count, const double *hyper, double *a,
+                        double *b, int threads)
+{
+    const size_t slots = (size_t)(count > 0 ? count : 1);
+    double *constants = calloc(slots * K_FIELDS, sizeof *constants);
+    double *sums = malloc(slots * 4 * sizeof *sums);
+    if (constants == NULL || sums == NULL) {
+        free(constants);
+        free(sums);
+        return -1;
+    }
+    const double beta2 = hyper[H_BETA2];
+    for (int64_t t = 0; t < count; ++t) {
+        const int64_t *record = records + t * R_FIELDS;
+        double *k = constants + t * K_FIELDS;
+        const T step = NAME(load)(record[R_STEP]) + 1;
+        /* amadamw_block_sums: bias factor 1 - beta1_max Pi of this step, and of the last. */
+        k[K_BC1] = (T)1 - (T)hyper[H_CAP] * NAME(load)(record[R_BETA_PRODUCT]);
+        k[K_INV_BC2] = NAME(inv_bias_correction2)(beta2, step);
+        k[K_PREV_BC1] = NAME(load)(record[R_PREV_BC1]);
+        k[K_INV_PREV_BC2] = NAME(inv_bias_correction2)(beta2, step - 1);
+    }
+    const int status =
+        run_chunks(records, count, hyper, constants, NAME(adamw_sums_chunk), sums, 4, threads);
+    const double lr = hyper[H_LR], mu = hyper[H_WEIGHT_DECAY];
+    for (int64_t t = 0; status == 0 && t < count; ++t) {
+        const int64_t *record = records + t * R_FIELDS;
+        const double *s = sums + 4 * t;
+        const double prev_lr = NAME(load)(record[R_PREV_LR]);
+        /* displacement_gap or compat_gap, then amadamw_terms. */
+        const double gap_scale =
+            hyper[H_COMPAT_GAP] != 0.0 ? (1 + mu * lr) * prev_lr : prev_lr / (1 - mu * prev_lr);
+        a[t] = gap_scale * s[0] - lr * (mu * s[1] + s[2]);
+        b[t] = lr * s[3];
+        NAME(store)(record[R_STEP], NAME(load)(record[R_STEP]) + 1);
+        NAME(store)(record[R_PREV_BC1], (T)constants[t * K_FIELDS + K_BC1]);
+    }
+    free(constants);
+    free(sums);
+    return status;
+}
+
+/*
+ * Apply a step to `count` AM-AdamW tensors with betas[t] (NULL: a first step, which advances
+ * v and the step count here and uses beta = beta1_max), and record beta, Pi and lr.
+ */
+static int NAME(adamw_apply)(const int64_t *records, int64_t count, const double *hyper,
+                             const double *betas, int threads)
+{
+    double *constants = calloc((size_t)(count > 0 ? count : 1) * K_FIELDS, sizeof *constants);
+    if (constants == NULL)
+        return -1;
+    const int first = betas == NULL;
+    for (int64_t t = 0; t < count; ++t) {
+        const int64_t *record = records + t * R_FIELDS;
+        double *k = constants + t * K_FIELDS;
+        const T beta = (T)(first ? hyper[H_CAP] : betas[t]);
+        const T step = NAME(load)(record[R_STEP]) + (first ? 1 : 0);
+        k[K_BC1] = first ? (T)1 - (T)hyper[H_CAP] * NAME(load)(record[R_BETA_PRODUCT])
+                         : NAME(load)(record[R_PREV_BC1]);
+        k[K_INV_BC2] = NAME(inv_bias_correction2)(hyper[H_BETA2], step);
+        k[K_ONE_MINUS_BETA] = (T)1 - beta;
+    }
+    const chunk_fn fn = first ? NAME(adamw_first_chunk) : NAME(adamw_update_chunk);
+    const int status = run_chunks(records, count, hyper, constants, fn, NULL, 0, threads);
+    for (int64_t t = 0; status == 0 && t < count; ++t) {
+        const int64_t *record = records + t * R_FIELDS;
+        const T beta = (T)(1 - constants[t * K_FIELDS + K_ONE_MINUS_BETA]);
+        if (first) {
+            NAME(store)(record[R_STEP], NAME(load)(record[R_STEP]) + 1);
+            NAME(store)(record[R_PREV_BC1], (T)constants[t * K_FIELDS + K_BC1]);
+        }
+        NAME(store)(record[R_BETA], beta);
+        NAME(store)(record[R_BETA_PRODUCT], NAME(load)(record[R_BETA_PRODUCT]) * beta);
+        NAME(store)(record[R_PREV_LR], (T)hyper[H_LR]);
+    }
+    free(constants);
+    return status;
+}
+
+int NAME(am_adamw_update)(const int64_t *records, int64_t count, const double *hyper,
+                          const double *betas, int threads)
+{
+    return NAME(adamw_apply)(records, count, hyper, betas, threads);
+}
+
+int NAME(am_adamw_first)(const int64_t *records, int64_t count, const double *hyper, int threads)
+{
+    return NAME(adamw_apply)(records, count, hyper, NULL, threads);
+}

@@ -1,0 +1,277 @@
+"""The fused C path equals the reference path; it falls back cleanly when it cannot run."""
+
+import copy
+import io
+import warnings
+
+import pytest
+import torch
+from helpers import make_params, quadratic_grads, run, state_tensors
+
+import adamem
+from adamem import _fused, _jit
+
+pytestmark = pytest.mark.skipif(_jit.library() is None, reason="no C compiler for the kernels")
+
+OPTIMIZERS = {
+    "amsgd": lambda groups, **kw: adamem.AMSGD(groups, **{"lr": 0.05, **kw}),
+    "amsgd_wd": lambda groups, **kw: adamem.AMSGD(groups, lr=0.05, weight_decay=0.1, **kw),
+    "amadamw": lambda groups, **kw: adamem.AMAdamW(groups, **{"lr": 0.03, **kw}),
+    "amadamw_compat": lambda groups, **kw: adamem.AMAdamW(
+        groups, lr=0.03, gap_estimate="compat", **kw
+    ),
+    "amadamw_no_decay": lambda groups, **kw: adamem.AMAdamW(
+        groups, lr=0.03, weight_decay=0.0, lambd=0.0, **kw
+    ),
+}
+SHAPES = [(4, 3), (3,), (2, 2, 2), (1,), (5,)]
+# Enough elements for several kernel chunks on several threads.
+LARGE_SHAPES = [(260, 260), (7,), (20000,), (3,)]
+LRS = [0.05, 0.05, 0.02, 0.0, 0.08, 0.05]
+
+
+@pytest.fixture
+def fused_calls(monkeypatch):
+    """Counts the steps that took the fused path."""
+    calls = []
+    block_sums = _fused.FusedStep.block_sums
+
+    def spy(self):
+        calls.append(self)
+        return block_sums(self)
+
+    monkeypatch.setattr(_fused.FusedStep, "block_sums", spy)
+    return calls
+
+
+def two_groups(params, scope):
+    split = len(params) // 2 + 1
+    return [
+        {"params": params[:split]},
+        {"params": params[split:], "lr": 0.011, "lambd": 0.3, "scope": scope},
+    ]
+
+
+def trajectory(name, scope, fused, dtype, shapes=SHAPES, maximize=False, steps=12):
+    params = make_params(dtype, shapes=shapes)
+    opt = OPTIMIZERS[name](
+        two_groups(params, scope),
+        scope=scope,
+        maximize=maximize,
+        fused=fused,
+        foreach=None if fused else False,
+    )
+    run(opt, params, steps=steps, lrs=LRS, skip_every=4)
+    return state_tensors(opt, params)
+
+
+def assert_equal_states(actual, expected, **tolerance):
+    assert actual.keys() == expected.keys()
+    for key in expected:
+        assert actual[key].dtype == expected[key].dtype, key
+        torch.testing.assert_close(actual[key], expected[key], **tolerance, msg=key)
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+@pytest.mark.parametrize("scope", ["tensor", "group", "global"])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_fused_equals_reference_float64(name, scope, maximize, fused_calls):
+    reference = trajectory(name, scope, False, torch.float64, maximize=maximize)
+    assert not fused_calls
+    fused = trajectory(name, scope, True, torch.float64, maximize=maximize)
+    assert len(fused_calls) == 2 * 12
+    assert_equal_states(fused, reference, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("scope", ["tensor", "group", "global"])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_fused_equals_reference_float32_large(name, scope, fused_calls):
+    reference = trajectory(name, scope, False, torch.float32, LARGE_SHAPES, steps=8)
+    fused = trajectory(name, scope, True, torch.float32, LARGE_SHAPES, steps=8)
+    assert fused_calls
+    assert_equal_states(fused, reference, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_fused_equals_reference_float64_large(name):
+    reference = trajectory(name, "tensor", False, torch.float64, LARGE_SHAPES, steps=6)
+    fused = trajectory(name, "tensor", True, torch.float64, LARGE_SHAPES, steps=6)
+    assert_equal_states(fused, reference, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
+def test_fused_default_on_cpu_and_results_do_not_depend_on_threads(name, fused_calls):
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 3):
+            torch.set_num_threads(count)
+            params = make_params(torch.float32, shapes=LARGE_SHAPES)
+            opt = OPTIMIZERS[name](params)
+            run(opt, params, steps=5)
+            results.append(state_tensors(opt, params))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(fused_calls) == 10
+    assert_equal_states(results[1], results[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
+def test_fused_complex_parameter_is_its_real_view(name, fused_calls):
+    generator = torch.Generator().manual_seed(3)
+    values = torch.randn(4, 2, generator=generator, dtype=torch.float64)
+    complex_param = torch.nn.Parameter(torch.view_as_complex(values.clone()))
+    real_param = torch.nn.Parameter(values.clone())
+    opt_c = OPTIMIZERS[name]([complex_param], fused=True)
+    opt_r = OPTIMIZERS[name]([real_param], fused=False)
+    for _ in range(5):
+        grad = torch.randn(4, 2, generator=generator, dtype=torch.float64) + real_param.detach()
+        complex_param.grad = torch.view_as_complex(grad.clone())
+        real_param.grad = grad.clone()
+        opt_c.step()
+        opt_r.step()
+    assert len(fused_calls) == 5
+    torch.testing.assert_close(
+        torch.view_as_real(complex_param.detach()), real_param.detach(), rtol=0, atol=1e-12
+    )
+    torch.testing.assert_close(
+        opt_c.state[complex_param]["beta"], opt_r.state[real_param]["beta"], rtol=0, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
+def test_fused_resumes_bit_exactly_and_reads_reference_checkpoints(name):
+    factory = OPTIMIZERS[name]
+    params = make_params(torch.float32)
+    uninterrupted = factory(params, fused=True)
+    run(uninterrupted, params, steps=8, lrs=LRS, skip_every=3)
+
+    for first_half_fused in (True, False):
+        first_half = make_params(torch.float32)
+        opt = factory(first_half, fused=first_half_fused)
+        run(opt, first_half, steps=4, lrs=LRS, skip_every=3)
+        buffer = io.BytesIO()
+        torch.save({"params": [p.detach() for p in first_half], "opt": opt.state_dict()}, buffer)
+        buffer.seek(0)
+        checkpoint = torch.load(buffer, weights_only=True)
+        resumed = [torch.nn.Parameter(p.clone()) for p in checkpoint["params"]]
+        opt = factory(resumed, fused=True)
+        opt.load_state_dict(checkpoint["opt"])
+        for step in range(4, 8):
+            quadratic_grads(resumed, step, skip_every=3)
+            opt.param_groups[0]["lr"] = LRS[step % len(LRS)]
+            opt.step()
+        tolerance = dict(rtol=0, atol=0) if first_half_fused else dict(rtol=1e-5, atol=1e-6)
+        expected = state_tensors(uninterrupted, params)
+        assert_equal_states(state_tensors(opt, resumed), expected, **tolerance)
+
+
+@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
+def test_fused_tensor_lr_and_deepcopy(name, fused_calls):
+    params = make_params(torch.float32)
+    opt = OPTIMIZERS[name](params, lr=torch.tensor(0.02), fused=True)
+    run(opt, params, steps=2)
+    twin_params, twin = copy.deepcopy((params, opt))
+    for optimizer, tensors in ((opt, params), (twin, twin_params)):
+        quadratic_grads(tensors, 5)
+        optimizer.step()
+    assert len(fused_calls) == 4
+    assert_equal_states(
+        state_tensors(twin, twin_params), state_tensors(opt, params), rtol=0, atol=0
+    )
+
+
+def reset_library(monkeypatch):
+    monkeypatch.setattr(_jit, "_library", None)
+    monkeypatch.setattr(_jit, "_failed", False)
+    monkeypatch.setattr(_jit, "_warned", set())
+
+
+def steps_with_warnings(opt, params, steps):
+    """Step ``steps`` times; return the messages of the warnings each step raised."""
+    messages = []
+    for step in range(steps):
+        quadratic_grads(params, step)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            opt.step()
+        messages.append([str(w.message) for w in caught])
+    return messages
+
+
+def assert_reference_result(name, params, steps):
+    reference = make_params(params[0].dtype)
+    opt = OPTIMIZERS[name](reference, foreach=False)
+    for step in range(steps):
+        quadratic_grads(reference, step)
+        opt.step()
+    for a, b in zip(params, reference):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
+def test_missing_compiler_falls_back_with_one_warning(name, monkeypatch, tmp_path, fused_calls):
+    reset_library(monkeypatch)
+    monkeypatch.setenv("ADAMEM_CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv("ADAMEM_CACHE_DIR", str(tmp_path / "cache"))
+    params = make_params()
+    messages = steps_with_warnings(OPTIMIZERS[name](params), params, 6)
+    assert len(messages[0]) == 1 and "no C compiler" in messages[0][0]
+    assert not any(messages[1:])
+    assert not fused_calls
+    assert_reference_result(name, params, 6)
+
+
+def test_failing_compiler_falls_back(monkeypatch, tmp_path):
+    reset_library(monkeypatch)
+    monkeypatch.setenv("ADAMEM_CC", "false")
+    monkeypatch.setenv("ADAMEM_CACHE_DIR", str(tmp_path))
+    with pytest.warns(RuntimeWarning, match="kernels are unavailable.*false failed"):
+        assert _jit.library() is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_library_is_cached_on_disk(monkeypatch, tmp_path):
+    reset_library(monkeypatch)
+    monkeypatch.setenv("ADAMEM_CACHE_DIR", str(tmp_path))
+    assert _jit.library() is not None
+    (built,) = tmp_path.iterdir()
+    reset_library(monkeypatch)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert _jit.library() is not None  # loaded from the cache: no compiler needed
+    assert list(tmp_path.iterdir()) == [built]
+
+
+@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
+def test_fused_true_warns_once_for_tensors_it_cannot_take(name, monkeypatch, fused_calls):
+    monkeypatch.setattr(_jit, "_warned", set())
+    params = make_params(torch.bfloat16)
+    messages = steps_with_warnings(OPTIMIZERS[name](params, fused=True), params, 4)
+    assert len(messages[0]) == 1 and "fused=True, but" in messages[0][0]
+    assert not any(messages[1:])
+    silent = make_params(torch.bfloat16)
+    assert not any(steps_with_warnings(OPTIMIZERS[name](silent), silent, 2))
+    assert not fused_calls
+    assert_reference_result(name, params, 4)
+
+
+def test_non_contiguous_parameter_takes_the_torch_path(fused_calls):
+    param = torch.nn.Parameter(torch.randn(6, 4, dtype=torch.float64).t())
+    opt = adamem.AMAdamW([param], lr=0.01)
+    param.grad = torch.ones_like(param)
+    opt.step()
+    assert not fused_calls
+
+
+@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
+def test_fused_flag_validation_and_setstate_default(name):
+    with pytest.raises(TypeError, match="fused"):
+        OPTIMIZERS[name](make_params(), fused="yes")
+    with pytest.raises(ValueError, match="exclusive"):
+        OPTIMIZERS[name](make_params(), fused=True, foreach=True)
+    opt = OPTIMIZERS[name](make_params())
+    state = opt.__getstate__()
+    for group in state["param_groups"]:
+        del group["fused"]
+    opt.__setstate__(state)
+    assert all(group["fused"] is None for group in opt.param_groups)
