@@ -116,6 +116,14 @@ def _task_section(task: TaskSummary, figures: dict[str, Path], out: Path) -> lis
         + f", {task.wall_time_s / 60:.1f} min of run time.",
         "",
     ]
+    if t.anchor:
+        reached = [
+            f"{family.baseline.method.name} {extra} {stats(family.baseline.extras[extra])}"
+            for family in task.families
+            if family.baseline is not None
+            for extra in t.extras
+        ]
+        lines += [f"Sanity anchor: {t.anchor}. Best baselines here: {'; '.join(reached)}.", ""]
     for family in task.families:
         lines += _family_section(task, family)
     captions = {
@@ -181,13 +189,15 @@ def _closing_note(tasks: list[TaskSummary]) -> list[str]:
 
 def _header(records: list[dict[str, Any]], suite: str, seeds: int, device: str) -> list[str]:
     versions = records[0]["versions"] if records else {}
-    total = sum(record["wall_time_s"] for record in records)
+    wall = sum(record["wall_time_s"] for record in records)
+    cpu = sum(record.get("cpu_time_s", 0.0) for record in records)
     return [
         f"# adamem benchmark: suite `{suite}`",
         "",
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `adamem bench --suite "
         f"{suite} --seeds {seeds} --device {device}` from {len(records)} run records "
-        f"({total / 60:.1f} min of run time, summed over runs). Versions: "
+        f"(summed over runs: {wall / 60:.1f} min wall time, {cpu / 60:.1f} min CPU time). "
+        "Versions: "
         + ", ".join(f"{key} {value}" for key, value in versions.items())
         + ".",
         "",
