@@ -1,5 +1,6 @@
 """End-to-end tests of ``adamem bench``: the smoke suite, determinism and resuming."""
 
+import dataclasses
 import json
 
 import pytest
@@ -12,6 +13,7 @@ from adamem.bench import data  # noqa: E402
 from adamem.bench.benchmark import RESULTS, run_benchmark  # noqa: E402
 from adamem.bench.plan import plan  # noqa: E402
 from adamem.bench.runner import run  # noqa: E402
+from adamem.bench.store import ResultStore  # noqa: E402
 from adamem.bench.tasks import TASKS  # noqa: E402
 from adamem.cli import main  # noqa: E402
 
@@ -141,3 +143,24 @@ def test_gpt_sizes_match_the_issue():
         parameters = sum(p.numel() for p in model.parameters())
         assert 1e6 <= parameters <= 3e6 and config["context"] >= 128
     assert TASKS["gpt"].config("quick", "cpu")["context"] >= 128
+
+
+def test_a_diverging_run_is_stopped_and_saved_as_valid_json(tmp_path):
+    spec = next(s for s in plan("smoke", ["quadratic"], 1, "cpu") if s.method == "hb-0")
+    record = run(dataclasses.replace(spec, lr=1e6))
+    assert record["diverged"] and record["metrics"] == {}
+    assert record["steps_done"] < spec.config["steps"]
+    ResultStore(tmp_path / RESULTS).append(record)  # no NaN/inf reaches the file
+    assert ResultStore(tmp_path / RESULTS).load()[0]["diverged"]
+
+
+def test_warmup_changes_the_run_only_when_configured():
+    spec = plan("smoke", ["gpt-warmup"], 1, "cpu")[0]
+    results = {}
+    for fraction in (0.0, 0.5):
+        config = {**spec.config, "warmup": fraction}
+        for name in ("adamw-0.9", "adamw-0.9+warmup"):
+            record = run(dataclasses.replace(spec, method=name, config=config))
+            results[fraction, name] = record["metrics"]
+    assert results[0.0, "adamw-0.9"] == results[0.0, "adamw-0.9+warmup"]
+    assert results[0.5, "adamw-0.9"] != results[0.5, "adamw-0.9+warmup"]

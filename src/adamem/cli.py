@@ -39,14 +39,14 @@ def _parser() -> argparse.ArgumentParser:
         + ", ".join(f"{suite} {n}" for suite, n in DEFAULT_SEEDS.items())
         + ")",
     )
-    bench.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     bench.add_argument("--out", type=Path, default=Path("bench-results"), help="output directory")
     bench.add_argument("--resume", action="store_true", help="continue the results in --out")
     bench.add_argument(
         "--jobs",
         type=int,
         default=default_jobs(),
-        help="parallel single-threaded CPU workers (default: the usable cores)",
+        help="worker processes running at once, one thread each (default: the usable cores)",
     )
     return parser
 

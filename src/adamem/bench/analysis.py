@@ -34,18 +34,21 @@ RELATIVE_TIE = 0.01
 
 @dataclass(frozen=True)
 class Stats:
-    """Mean and sample standard deviation over seeds; ``mean`` is ``inf`` if any diverged.
+    """Mean, sample standard deviation, smallest and largest value over seeds; ``mean`` is
+    ``inf`` if any seed diverged.
 
-    >>> Stats.of([1.0, 3.0, None])
-    Stats(mean=inf, std=nan, n=3, diverged=1)
+    >>> Stats.of([1.0, 3.0, None]).mean
+    inf
     >>> Stats.of([1.0, 3.0])
-    Stats(mean=2.0, std=1.4142135623730951, n=2, diverged=0)
+    Stats(mean=2.0, std=1.4142135623730951, n=2, diverged=0, low=1.0, high=3.0)
     """
 
     mean: float
     std: float
     n: int
     diverged: int
+    low: float = math.nan
+    high: float = math.nan
 
     @classmethod
     def of(cls, values: list[float | None]) -> Stats:
@@ -55,7 +58,7 @@ class Stats:
         if diverged or not finite:
             return cls(math.inf, math.nan, len(values), diverged)
         std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
-        return cls(float(np.mean(finite)), std, len(values), 0)
+        return cls(float(np.mean(finite)), std, len(values), 0, min(finite), max(finite))
 
     @property
     def finite(self) -> bool:

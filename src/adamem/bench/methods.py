@@ -9,7 +9,9 @@ Two families share a learning-rate grid within a task:
   ``adamw-<beta1>``, all with ``beta2 = 0.999`` and ``eps = 1e-8``.
 
 AM keeps its defaults (``lambd = 0.1``, ``beta_max = 0.9`` / ``beta1_max = 0.89``). A ``+warmup``
-suffix adds a linear learning-rate warmup (see :func:`warmup_factor`).
+suffix adds a linear learning-rate warmup (see :func:`warmup_factor`). Every optimizer that has
+one uses its multi-tensor (``foreach``) implementation, also on the CPU, where it is faster for
+these many-small-tensor models; the results agree with the single-tensor paths to round-off.
 """
 
 from __future__ import annotations
@@ -55,17 +57,18 @@ class Method:
         """The optimizer; ``weight_decay`` is decoupled for the adam family and unused for sgd."""
         kind, _, arg = self.base.partition("-")
         if kind == "amsgd":
-            return adamem.AMSGD(params, lr=lr, scope=arg)
+            return adamem.AMSGD(params, lr=lr, scope=arg, foreach=True)
         if kind == "hb":
             return HeavyBall(params, lr=lr, beta=float(arg))
         if kind == "sgd":
             momentum = float(arg)
-            return torch.optim.SGD(params, lr=lr * (1 - momentum), momentum=momentum)
+            return torch.optim.SGD(params, lr=lr * (1 - momentum), momentum=momentum, foreach=True)
         if kind == "amadamw":
-            return adamem.AMAdamW(params, lr=lr, weight_decay=weight_decay, scope=arg)
+            return adamem.AMAdamW(params, lr=lr, weight_decay=weight_decay, scope=arg, foreach=True)
         if kind == "adamw":
+            betas = (float(arg), 0.999)
             return torch.optim.AdamW(
-                params, lr=lr, betas=(float(arg), 0.999), eps=1e-8, weight_decay=weight_decay
+                params, lr=lr, betas=betas, eps=1e-8, weight_decay=weight_decay, foreach=True
             )
         raise ValueError(f"unknown method {self.name!r}")
 

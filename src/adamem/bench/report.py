@@ -130,8 +130,8 @@ def _task_section(task: TaskSummary, figures: dict[str, Path], out: Path) -> lis
         "curves": f"{t.select} at each method's best lr (seed mean; band: best to worst seed)",
         "betas": "AM's beta_t at the best lr (seed mean of the mean over tensors; band: smallest "
         "to largest tensor; dashed: cap)",
-        "lr": f"final {t.select} against the learning rate (mean ± std over seeds; "
-        "points where a seed diverged are left out)",
+        "lr": f"final {t.select} against the learning rate (seed mean; bars: best to worst "
+        "seed; points where a seed diverged are left out)",
     }
     for kind, path in figures.items():
         link = path.relative_to(out).as_posix()
@@ -187,19 +187,22 @@ def _closing_note(tasks: list[TaskSummary]) -> list[str]:
     return lines
 
 
-def _header(records: list[dict[str, Any]], suite: str, seeds: int, device: str) -> list[str]:
+def _command(suite: str, tasks: list[str], seeds: int, device: str) -> str:
+    chosen = "" if tasks == list(TASKS) else " --tasks " + " ".join(tasks)
+    return f"adamem bench --suite {suite}{chosen} --seeds {seeds} --device {device}"
+
+
+def _header(records: list[dict[str, Any]], command: str) -> list[str]:
     versions = records[0]["versions"] if records else {}
     wall = sum(record["wall_time_s"] for record in records)
     cpu = sum(record.get("cpu_time_s", 0.0) for record in records)
     return [
-        f"# adamem benchmark: suite `{suite}`",
+        f"# adamem benchmark: `{command}`",
         "",
-        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `adamem bench --suite "
-        f"{suite} --seeds {seeds} --device {device}` from {len(records)} run records "
+        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command}` from "
+        f"{len(records)} run records "
         f"(summed over runs: {wall / 60:.1f} min wall time, {cpu / 60:.1f} min CPU time). "
-        "Versions: "
-        + ", ".join(f"{key} {value}" for key, value in versions.items())
-        + ".",
+        "Versions: " + ", ".join(f"{key} {value}" for key, value in versions.items()) + ".",
         "",
         "## Protocol",
         "",
@@ -209,7 +212,8 @@ def _header(records: list[dict[str, Any]], suite: str, seeds: int, device: str) 
         "`adamw-<beta1>`. SGD-family learning rates are in EMA units (steady-state step "
         "lr*g; `sgd-0.9` runs at lr*(1-0.9)). AM keeps its defaults (lambd 0.1, caps 0.9 / "
         "0.89); only the learning rate is tuned, for every method alike. Learning rates are "
-        "constant unless the method name ends in `+warmup`.",
+        "constant unless the method name ends in `+warmup`. Optimizers run their multi-tensor "
+        "(foreach) implementations.",
         "* Each method's learning rate is the grid point with the lowest mean *selection* metric "
         "over seeds (validation metrics for learning tasks, the training objective for "
         "optimisation tasks; a point where any seed diverged loses). The *report* metric is "
@@ -243,7 +247,7 @@ def write_report(
         summaries.append(summary)
         sections += _task_section(summary, plot_task(summary, out / PLOTS), out)
     header = ["task", "metric", "AM method", "AM", "best fixed baseline", "baseline", "AM"]
-    lines = _header(records, suite, seeds, device)
+    lines = _header(records, _command(suite, tasks, seeds, device))
     lines += ["## Verdicts", "", *_table(header, _verdict_rows(summaries)), "", *sections]
     lines += _closing_note(summaries)
     path = out / REPORT

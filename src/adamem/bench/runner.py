@@ -5,15 +5,19 @@ from __future__ import annotations
 import math
 import platform
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cache
 from importlib import metadata
 from typing import Any
 
 import torch
+from torch import Tensor
+from torch.optim import Optimizer
 
-from .methods import Method, method, warmup_factor
+from .methods import method, warmup_factor
 from .plan import RunSpec
+from .problem import Problem
 from .tasks import TASKS
 
 DIVERGENCE_FACTOR = 1e3  # a run stops as diverged when its selection metric grows this much
@@ -71,9 +75,61 @@ def beta_record(betas: torch.Tensor, names: list[str], cap: float) -> dict[str, 
     }
 
 
-def _set_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], factor: float) -> None:
-    for group, base in zip(optimizer.param_groups, base_lrs):
-        group["lr"] = base * factor
+def _finite(value: float) -> float | None:
+    """``value``, or ``None`` (JSON ``null``) if it is not finite."""
+    return value if math.isfinite(value) else None
+
+
+@dataclass
+class Training:
+    """What the training loop of a run produced."""
+
+    curve: dict[str, list[float | None]]
+    betas: list[Tensor] = field(default_factory=list)  # per step after the first: per tensor
+    diverged: bool = False
+    steps: int = 0
+
+
+def train(problem: Problem, optimizer: Optimizer, spec: RunSpec, position: int) -> Training:
+    """Take ``spec.config["steps"]`` steps with evaluations of the selection metric at
+    :func:`evaluation_steps`; stop early when the run diverges."""
+    from tqdm import tqdm
+
+    config, chosen, metric = spec.config, method(spec.method), TASKS[spec.task].select
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    warmup = round(config.get("warmup", 0.0) * config["steps"]) if chosen.warmup else 0
+    checkpoints = evaluation_steps(config["steps"], config["evals"])
+    initial = problem.evaluate(final=False)[metric]
+    result = Training({"step": [0], metric: [_finite(initial)], "train_loss": [None]})
+    loss_sum, loss_count = 0.0, 0
+    bar = tqdm(total=config["steps"], desc=spec.label, position=position, leave=False, disable=None)
+    for step in range(config["steps"]):
+        for group, base in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = base * warmup_factor(step, warmup)
+        optimizer.zero_grad(set_to_none=True)
+        loss = problem.loss(step)
+        loss.backward()
+        optimizer.step()
+        loss_sum, loss_count, result.steps = loss_sum + loss.detach(), loss_count + 1, step + 1
+        if chosen.adaptive and step > 0:
+            result.betas.append(torch.stack([optimizer.state[p]["beta"].float() for p in params]))
+        bar.update()
+        if result.steps in checkpoints:
+            value, train_loss = problem.evaluate(final=False)[metric], float(loss_sum) / loss_count
+            loss_sum, loss_count = 0.0, 0
+            for key, number in (
+                ("step", result.steps),
+                (metric, value),
+                ("train_loss", train_loss),
+            ):
+                result.curve[key].append(_finite(number))
+            blown_up = abs(value) > DIVERGENCE_FACTOR * abs(initial)
+            if not (math.isfinite(value) and math.isfinite(train_loss)) or blown_up:
+                result.diverged = True
+                break
+    bar.close()
+    return result
 
 
 def run(spec: RunSpec, position: int = 0) -> dict[str, Any]:
@@ -82,51 +138,16 @@ def run(spec: RunSpec, position: int = 0) -> dict[str, Any]:
     A run uses one CPU thread, so its numbers do not depend on how many runs share the
     machine. ``position`` places the step progress bar.
     """
-    from tqdm import tqdm
-
     started, cpu_started = time.perf_counter(), time.process_time()
     torch.set_num_threads(1)
-    task = TASKS[spec.task]
-    chosen: Method = method(spec.method)
-    config = spec.config
+    chosen = method(spec.method)
     torch.manual_seed(spec.seed)
-    problem = task.build(config, spec.seed, spec.device)
+    problem = TASKS[spec.task].build(spec.config, spec.seed, spec.device)
     names, params = zip(*problem.module.named_parameters())
-    weight_decay = config.get("weight_decay", 0.0) if chosen.family == "adam" else 0.0
-    optimizer = chosen.build(list(params), spec.lr, weight_decay)
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
-    warmup = round(config.get("warmup", 0.0) * config["steps"]) if chosen.warmup else 0
-
-    checkpoints = evaluation_steps(config["steps"], config["evals"])
-    curve: dict[str, list] = {"step": [0], task.select: [], "train_loss": [None]}
-    curve[task.select].append(problem.evaluate(final=False)[task.select])
-    initial = curve[task.select][0]
-    betas, loss_sum, loss_count, diverged, done = [], 0.0, 0, False, 0
-    bar = tqdm(total=config["steps"], desc=spec.label, position=position, leave=False, disable=None)
-    for step in range(config["steps"]):
-        if warmup:
-            _set_lr(optimizer, base_lrs, warmup_factor(step, warmup))
-        optimizer.zero_grad(set_to_none=True)
-        loss = problem.loss(step)
-        loss.backward()
-        optimizer.step()
-        loss_sum, loss_count, done = loss_sum + loss.detach(), loss_count + 1, step + 1
-        if chosen.adaptive and step > 0:
-            betas.append(torch.stack([optimizer.state[p]["beta"].float() for p in params]))
-        bar.update()
-        if done in checkpoints:
-            value = problem.evaluate(final=False)[task.select]
-            train_loss = float(loss_sum) / loss_count
-            curve["step"].append(done)
-            curve[task.select].append(value)
-            curve["train_loss"].append(train_loss)
-            loss_sum, loss_count = 0.0, 0
-            finite = math.isfinite(value) and math.isfinite(train_loss)
-            if not finite or abs(value) > DIVERGENCE_FACTOR * abs(initial):
-                diverged = True
-                break
-    bar.close()
-
+    weight_decay = spec.config.get("weight_decay", 0.0) if chosen.family == "adam" else 0.0
+    training = train(problem, chosen.build(list(params), spec.lr, weight_decay), spec, position)
+    metrics = {} if training.diverged else problem.evaluate(final=True)
+    diverged = training.diverged or not all(map(math.isfinite, metrics.values()))
     record: dict[str, Any] = {
         "key": spec.key,
         "task": spec.task,
@@ -138,14 +159,14 @@ def run(spec: RunSpec, position: int = 0) -> dict[str, Any]:
         "device": spec.device,
         "config_hash": spec.config_hash,
         "diverged": diverged,
-        "steps_done": done,
-        "metrics": {} if diverged else problem.evaluate(final=True),
-        "curve": curve,
+        "steps_done": training.steps,
+        "metrics": {} if diverged else metrics,
+        "curve": training.curve,
         "beta": None,
     }
-    if betas:
-        cap = chosen.beta_cap
-        record["beta"] = beta_record(torch.stack(betas).cpu(), list(names), cap)
+    if training.betas:
+        betas = torch.stack(training.betas).cpu()
+        record["beta"] = beta_record(betas, list(names), chosen.beta_cap)
     record["wall_time_s"] = round(time.perf_counter() - started, 3)
     record["cpu_time_s"] = round(time.process_time() - cpu_started, 3)
     record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
