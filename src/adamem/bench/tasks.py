@@ -133,7 +133,7 @@ TASKS: dict[str, Task] = {
             summary="ill-conditioned quadratic x'Ax/2 (dim 100, condition number 1000, eigenvalues "
             "log-spaced, random rotation), exact gradients, float64; metric f(x) - f*",
             build=_quadratic(0.0),
-            lr_ranges={"sgd": (1.0, 100.0), "adam": (0.01, 1.0)},
+            lr_ranges={"sgd": (1.0, 100.0), "adam": (10**-1.5, 10**0.5)},
             select="gap",
             report="gap",
             configs=_sizes(
