@@ -1,0 +1,221 @@
+"""From run records to the protocol's numbers: best learning rate per method, final metric
+over seeds, steps to reach the best baseline, width of the good learning-rate range, verdicts.
+
+Protocol (all metrics lower-is-better):
+
+* each method's learning rate is the grid point with the lowest mean selection metric over
+  seeds; a point where any seed diverged counts as infinitely bad;
+* the *best baseline* of a family is its fixed-momentum method with the lowest mean selection
+  metric at its own best learning rate;
+* *steps to target*: the first evaluation step at which the seed-mean curve of the selection
+  metric reaches the best baseline's final mean;
+* *good learning rates*: grid points whose mean selection metric is within 2x of the method's
+  best;
+* *verdict* of an AM method against the best baseline, on the report metric: ``tied`` when the
+  means differ by at most two standard errors of the difference or by at most 1% of the
+  baseline's mean, else ``won`` or ``lost``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .methods import Method
+from .tasks import Config, Task
+
+Record = dict[str, Any]
+RELATIVE_TIE = 0.01
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Mean, sample standard deviation, smallest and largest value over seeds; ``mean`` is
+    ``inf`` if any seed diverged.
+
+    >>> Stats.of([1.0, 3.0, None]).mean
+    inf
+    >>> Stats.of([1.0, 3.0])
+    Stats(mean=2.0, std=1.4142135623730951, n=2, diverged=0, low=1.0, high=3.0)
+    """
+
+    mean: float
+    std: float
+    n: int
+    diverged: int
+    low: float = math.nan
+    high: float = math.nan
+
+    @classmethod
+    def of(cls, values: list[float | None]) -> Stats:
+        """Stats of per-seed values, ``None`` marking a diverged seed."""
+        finite = [v for v in values if v is not None]
+        diverged = len(values) - len(finite)
+        if diverged or not finite:
+            return cls(math.inf, math.nan, len(values), diverged)
+        std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
+        return cls(float(np.mean(finite)), std, len(values), 0, min(finite), max(finite))
+
+    @property
+    def finite(self) -> bool:
+        """Whether every seed finished."""
+        return math.isfinite(self.mean)
+
+
+@dataclass
+class MethodSummary:
+    """One method on one task: its learning-rate sweep and the runs at its best point."""
+
+    method: Method
+    grid: list[float]
+    by_lr: dict[float, Stats]
+    best_lr: float
+    runs: list[Record]
+    select: Stats
+    report: Stats
+    extras: dict[str, Stats]
+    good_lrs: int
+    steps_to_target: int | None = None
+    verdict: str | None = None
+
+    @property
+    def at_edge(self) -> bool:
+        """Whether the best learning rate is the smallest or largest of the grid."""
+        return len(self.grid) > 2 and self.best_lr in (self.grid[0], self.grid[-1])
+
+    def beta(self, name: str) -> Stats | None:
+        """A per-run beta statistic (``mean``, ``frac_zero``, ``frac_cap``) over the seeds at
+        the best learning rate; ``None`` for fixed-momentum methods."""
+        values = [run["beta"][name] for run in self.runs if run["beta"]]
+        return Stats.of(values) if values else None
+
+
+@dataclass
+class FamilySummary:
+    """The methods of one family on one task and the best fixed-momentum baseline."""
+
+    family: str
+    methods: list[MethodSummary]
+    baseline: MethodSummary | None = None
+    target: float = math.inf
+
+
+@dataclass
+class TaskSummary:
+    """Everything the report shows about a task."""
+
+    task: Task
+    config: Config
+    families: list[FamilySummary] = field(default_factory=list)
+    runs: int = 0
+    missing: int = 0
+    wall_time_s: float = 0.0
+
+
+def metric_values(runs: list[Record], metric: str) -> list[float | None]:
+    """Each run's final ``metric``, ``None`` for a diverged run."""
+    return [None if run["diverged"] else run["metrics"].get(metric) for run in runs]
+
+
+def mean_curve(runs: list[Record], metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Steps and seed-mean of a curve over runs that finished; ``None`` if none did."""
+    finished = [run for run in runs if not run["diverged"]]
+    if not finished:
+        return None
+    values = np.array([run["curve"][metric] for run in finished], dtype=float)
+    return np.array(finished[0]["curve"]["step"]), values.mean(0)
+
+
+def steps_to_reach(runs: list[Record], metric: str, target: float) -> int | None:
+    """The first evaluation step where the seed-mean curve is at most ``target``.
+
+    >>> runs = [{"diverged": False, "curve": {"step": [0, 5, 10], "m": [3.0, 1.0, 0.5]}}]
+    >>> steps_to_reach(runs, "m", 1.0), steps_to_reach(runs, "m", 0.1)
+    (5, None)
+    """
+    if any(run["diverged"] for run in runs) or not math.isfinite(target):
+        return None
+    steps, mean = mean_curve(runs, metric)
+    reached = np.nonzero(mean <= target)[0]
+    return int(steps[reached[0]]) if len(reached) else None
+
+
+def verdict(am: Stats, baseline: Stats) -> str:
+    """``won``, ``tied`` or ``lost`` for AM against the baseline (see the module docstring).
+
+    >>> verdict(Stats(1.0, 0.1, 3, 0), Stats(2.0, 0.1, 3, 0))
+    'won'
+    >>> verdict(Stats(1.0, 0.5, 3, 0), Stats(1.5, 0.5, 3, 0))
+    'tied'
+    """
+    if not (am.finite and baseline.finite):
+        return "tied" if am.finite == baseline.finite else ("won" if am.finite else "lost")
+    delta = am.mean - baseline.mean
+    standard_error = math.sqrt(am.std**2 / am.n + baseline.std**2 / baseline.n)
+    if abs(delta) <= max(2 * standard_error, RELATIVE_TIE * abs(baseline.mean)):
+        return "tied"
+    return "won" if delta < 0 else "lost"
+
+
+def summarize_method(
+    task: Task, method: Method, grid: list[float], runs: list[Record]
+) -> MethodSummary:
+    """Pick the best learning rate of ``method`` from its ``runs`` over ``grid``."""
+    by_lr_runs: dict[float, list[Record]] = defaultdict(list)
+    for run in runs:
+        by_lr_runs[run["lr"]].append(run)
+    present = [lr for lr in grid if by_lr_runs[lr]]
+    by_lr = {lr: Stats.of(metric_values(by_lr_runs[lr], task.select)) for lr in present}
+    best_lr = min(present, key=lambda lr: by_lr[lr].mean)
+    best = by_lr[best_lr]
+    good = sum(1 for s in by_lr.values() if s.mean <= best.mean + abs(best.mean))
+    best_runs = sorted(by_lr_runs[best_lr], key=lambda run: run["seed"])
+    return MethodSummary(
+        method=method,
+        grid=grid,
+        by_lr=by_lr,
+        best_lr=best_lr,
+        runs=best_runs,
+        select=best,
+        report=Stats.of(metric_values(best_runs, task.report)),
+        extras={name: Stats.of(metric_values(best_runs, name)) for name in task.extras},
+        good_lrs=good if best.finite else 0,
+    )
+
+
+def summarize_family(
+    task: Task, family: str, config: Config, records: list[Record]
+) -> FamilySummary:
+    """The methods of ``family`` on ``task``, the best baseline, steps to target, verdicts."""
+    grid = task.lr_grid(family, config)
+    summaries = []
+    for method in task.methods():
+        runs = [r for r in records if r["method"] == method.name]
+        if method.family == family and runs:
+            summaries.append(summarize_method(task, method, grid, runs))
+    result = FamilySummary(family, summaries)
+    fixed = [s for s in summaries if not s.method.adaptive]
+    if not fixed:
+        return result
+    result.baseline = min(fixed, key=lambda s: s.select.mean)
+    result.target = result.baseline.select.mean
+    for summary in summaries:
+        summary.steps_to_target = steps_to_reach(summary.runs, task.select, result.target)
+        if summary.method.adaptive:
+            summary.verdict = verdict(summary.report, result.baseline.report)
+    return result
+
+
+def summarize(task: Task, config: Config, records: list[Record], expected: int) -> TaskSummary:
+    """Summaries of every family of ``task`` from its ``records`` (``expected`` planned)."""
+    summary = TaskSummary(task, config, runs=len(records), missing=expected - len(records))
+    summary.wall_time_s = sum(record["wall_time_s"] for record in records)
+    for family in task.lr_ranges:
+        result = summarize_family(task, family, config, records)
+        if result.methods:
+            summary.families.append(result)
+    return summary

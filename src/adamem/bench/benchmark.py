@@ -1,0 +1,61 @@
+"""``adamem bench``: plan the runs, skip finished ones, run the rest, write the report."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .executor import execute
+from .plan import plan
+from .store import ResultStore
+
+RESULTS = "results.jsonl"
+
+
+def default_jobs() -> int:
+    """The number of CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def run_benchmark(
+    suite: str,
+    tasks: list[str],
+    seeds: int,
+    device: str,
+    out: Path,
+    resume: bool = False,
+    jobs: int = 1,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Run every planned run missing from ``out/results.jsonl``, then write ``out/report.md``
+    and its plots from the records of the plan; return the report's path.
+
+    Without ``resume`` an existing results file with records is an error. ``jobs`` worker
+    processes run at once (on CUDA they share the device). ``on_record`` sees each new record
+    after it is saved.
+    """
+    from tqdm import tqdm
+
+    from .report import write_report
+
+    specs = plan(suite, tasks, seeds, device)
+    store = ResultStore(Path(out) / RESULTS)
+    finished = store.keys()
+    if finished and not resume:
+        raise FileExistsError(f"{store.path} already has results; pass --resume to continue it")
+    pending = [spec for spec in specs if spec.key not in finished]
+    tqdm.write(
+        f"adamem bench: {len(specs)} runs in suite {suite!r}, {len(specs) - len(pending)} "
+        f"already in {store.path}, {len(pending)} to run"
+    )
+    with tqdm(total=len(pending), desc="runs", position=0, disable=None, unit="run") as bar:
+        for record in execute(pending, jobs):
+            store.append(record)
+            bar.update()
+            if on_record is not None:
+                on_record(record)
+    wanted = {spec.key for spec in specs}
+    records = list({r["key"]: r for r in store.load() if r["key"] in wanted}.values())
+    return write_report(records, suite, tasks, seeds, device, Path(out))

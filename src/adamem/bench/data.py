@@ -1,0 +1,133 @@
+"""Datasets, all generated or shipped offline; every split is fixed (independent of the run seed).
+
+scikit-learn and mnist1d are imported inside the loaders, so that importing this module needs
+neither (they come with the ``bench`` extra).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+SPLIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class Split:
+    """Inputs and integer labels of a train/validation/test split (CPU tensors)."""
+
+    x_train: Tensor
+    y_train: Tensor
+    x_val: Tensor
+    y_val: Tensor
+    x_test: Tensor
+    y_test: Tensor
+
+
+def _three_way(x: np.ndarray, y: np.ndarray, val: float, test: float) -> tuple[np.ndarray, ...]:
+    from sklearn.model_selection import train_test_split
+
+    x_rest, x_test, y_rest, y_test = train_test_split(
+        x, y, test_size=test, stratify=y, random_state=SPLIT_SEED
+    )
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest, y_rest, test_size=val / (1 - test), stratify=y_rest, random_state=SPLIT_SEED
+    )
+    return x_train, y_train, x_val, y_val, x_test, y_test
+
+
+def _to_split(arrays: tuple[np.ndarray, ...], dtype: torch.dtype) -> Split:
+    tensors = [
+        torch.as_tensor(a, dtype=dtype if i % 2 == 0 else torch.long) for i, a in enumerate(arrays)
+    ]
+    return Split(*tensors)
+
+
+@functools.cache
+def breast_cancer() -> Split:
+    """scikit-learn's breast_cancer, 80/20 train/test (no validation: an optimisation task),
+    standardised with training statistics, float64."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_breast_cancer(return_X_y=True)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=0.2, stratify=y, random_state=SPLIT_SEED
+    )
+    mean, std = x_train.mean(0), x_train.std(0)
+    empty = np.zeros((0, x.shape[1]))
+    arrays = ((x_train - mean) / std, y_train, empty, y[:0], (x_test - mean) / std, y_test)
+    return _to_split(arrays, torch.float64)
+
+
+@functools.cache
+def digits() -> Split:
+    """scikit-learn's digits (8x8 images scaled to [0, 1]), stratified 70/15/15."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return _to_split(_three_way(x.reshape(-1, 8, 8) / 16.0, y, 0.15, 0.15), torch.float32)
+
+
+@functools.cache
+def mnist1d(validation: int = 400) -> Split:
+    """MNIST-1D generated locally by ``mnist1d.data.make_dataset`` with its default arguments
+    (5000 samples, 4000/1000 train/test, seed 42); ``validation`` training samples are held out.
+
+    ``make_dataset`` reseeds numpy's and Python's global generators; runs reseed afterwards.
+    """
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    data = make_dataset(get_dataset_args())
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(data["y"]))
+    val, train = order[:validation], order[validation:]
+    arrays = (
+        data["x"][train],
+        data["y"][train],
+        data["x"][val],
+        data["y"][val],
+        data["x_test"],
+        data["y_test"],
+    )
+    return _to_split(arrays, torch.float32)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Byte streams for language modelling, with the source's size and SHA-256."""
+
+    train: Tensor
+    val: Tensor
+    test: Tensor
+    sha256: str
+    files: int
+
+
+def corpus_files() -> list[Path]:
+    """Text that ships with Python: ``pydoc_data/topics.py`` and the top-level stdlib modules."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    return [stdlib / "pydoc_data" / "topics.py", *sorted(stdlib.glob("*.py"))]
+
+
+@functools.cache
+def python_text(block: int = 16384, period: int = 20) -> Corpus:
+    """The bytes of :func:`corpus_files`, cut into ``block``-byte blocks; of every ``period``
+    consecutive blocks the second-to-last goes to validation, the last to test, the rest to
+    training."""
+    raw = b"".join(path.read_bytes() for path in corpus_files())
+    data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+    blocks = torch.arange(len(data)) // block % period
+    return Corpus(
+        train=data[blocks < period - 2].clone(),
+        val=data[blocks == period - 2].clone(),
+        test=data[blocks == period - 1].clone(),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        files=len(corpus_files()),
+    )

@@ -1,0 +1,293 @@
+"""The benchmark tasks and their sizes per suite (``smoke``, ``quick``, ``full``).
+
+Every task fixes, per suite: ``steps``, ``evals`` (evaluation points after step 0, evenly
+spaced), ``lr_points`` (log-spaced learning rates over the family's range) and the sizes its
+builder needs. ``gpu`` overrides apply with ``--device cuda`` (only the GPT tasks have any: the
+other networks are too small to gain from a GPU). The convex tasks always run in float64 on
+the CPU. All selection and report metrics are lower-is-better.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import data
+from .classification import Classification
+from .convex import LogisticRegression, Quadratic
+from .gpt import GPT
+from .language import LanguageModel
+from .methods import Method, family_methods, method
+from .models import ConvBase1d, ResNet, mlp
+from .problem import Problem
+
+Config = dict[str, Any]
+Builder = Callable[[Config, int, str], Problem]
+SUITES = ("smoke", "quick", "full")
+
+
+@dataclass(frozen=True)
+class Task:
+    """A problem, the methods compared on it and how runs are judged.
+
+    ``select`` picks each method's learning rate (mean over seeds); ``report`` is the metric
+    reported and compared at that learning rate; ``extras`` are further final metrics shown;
+    ``anchor`` is a published reference result to check the baselines against.
+    """
+
+    name: str
+    summary: str
+    build: Builder
+    lr_ranges: dict[str, tuple[float, float]]
+    select: str
+    report: str
+    configs: dict[str, Config]
+    extras: tuple[str, ...] = ()
+    gpu: dict[str, Config] = field(default_factory=dict)
+    method_names: tuple[str, ...] = ()
+    anchor: str = ""
+
+    def config(self, suite: str, device: str) -> Config:
+        """The sizes of ``suite`` on ``device`` (``gpu`` overrides for CUDA)."""
+        config = dict(self.configs[suite])
+        if device.startswith("cuda"):
+            config.update(self.gpu.get(suite, {}))
+        return config
+
+    def methods(self) -> list[Method]:
+        """The methods compared on this task."""
+        if self.method_names:
+            return [method(name) for name in self.method_names]
+        return [m for family in self.lr_ranges for m in family_methods(family)]
+
+    def lr_grid(self, family: str, config: Config) -> list[float]:
+        """``config["lr_points"]`` log-spaced learning rates over the family's range, 3 digits.
+
+        >>> TASKS["quadratic"].lr_grid("sgd", {"lr_points": 5})
+        [1.0, 3.16, 10.0, 31.6, 100.0]
+        """
+        low, high = self.lr_ranges[family]
+        grid = np.geomspace(low, high, config["lr_points"])
+        return [float(f"{lr:.3g}") for lr in grid]
+
+
+def _quadratic(noise: float) -> Builder:
+    def build(config: Config, seed: int, device: str) -> Problem:
+        return Quadratic(config["dim"], config["condition"], noise, config["dim"] * 2 // 5, seed)
+
+    return build
+
+
+def _logistic(config: Config, seed: int, device: str) -> Problem:
+    return LogisticRegression(config.get("batch_size", 0), config["l2"], seed)
+
+
+def _digits_mlp(config: Config, seed: int, device: str) -> Problem:
+    model = mlp(64, config["hidden"], 10)
+    return Classification(model, data.digits(), config["batch_size"], seed, device)
+
+
+def _mnist1d_cnn(config: Config, seed: int, device: str) -> Problem:
+    model = ConvBase1d(config["channels"])
+    return Classification(model, data.mnist1d(), config["batch_size"], seed, device)
+
+
+def _digits_resnet(config: Config, seed: int, device: str) -> Problem:
+    model = ResNet(config["channels"], config["blocks"])
+    return Classification(model, data.digits(), config["batch_size"], seed, device)
+
+
+def _gpt(config: Config, seed: int, device: str) -> Problem:
+    model = GPT(config["width"], config["layers"], config["heads"], config["context"])
+    return LanguageModel(
+        model,
+        data.python_text(),
+        config["context"],
+        config["batch_size"],
+        config["eval_windows"],
+        seed,
+        device,
+    )
+
+
+def _sizes(smoke: Config, quick: Config, full: Config, **shared: Any) -> dict[str, Config]:
+    return {name: {**shared, **sizes} for name, sizes in zip(SUITES, (smoke, quick, full))}
+
+
+SMOKE = {"steps": 12, "evals": 3, "lr_points": 2}
+QUADRATIC = {"dim": 100, "condition": 1000.0}
+GPT_SMOKE = {**SMOKE, "width": 16, "layers": 1, "heads": 2, "context": 32, "batch_size": 4}
+GPT_QUICK = {"width": 32, "layers": 2, "heads": 2, "context": 128, "batch_size": 4}
+GPT_FULL = {"width": 192, "layers": 4, "heads": 6, "context": 128, "batch_size": 8}
+GPT_GPU = {"width": 224, "layers": 4, "heads": 7, "context": 256, "batch_size": 64}
+ADAM_NETS = 0.01  # decoupled weight decay of both AdamW and AMAdamW on the networks
+
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        Task(
+            name="quadratic",
+            summary="ill-conditioned quadratic x'Ax/2 (dim 100, condition number 1000, eigenvalues "
+            "log-spaced, random rotation), exact gradients, float64; metric f(x) - f*",
+            build=_quadratic(0.0),
+            lr_ranges={"sgd": (1.0, 100.0), "adam": (10**-1.5, 10**0.5)},
+            select="gap",
+            report="gap",
+            configs=_sizes(
+                SMOKE,
+                {"steps": 200, "evals": 40, "lr_points": 5},
+                {"steps": 1000, "evals": 100, "lr_points": 9},
+                **QUADRATIC,
+            ),
+        ),
+        Task(
+            name="quadratic-noisy",
+            summary="the same quadratic with gradient noise N(0, I) added at every step",
+            build=_quadratic(1.0),
+            lr_ranges={"sgd": (0.003, 0.3), "adam": (0.001, 0.1)},
+            select="gap",
+            report="gap",
+            configs=_sizes(
+                SMOKE,
+                {"steps": 300, "evals": 30, "lr_points": 5},
+                {"steps": 2000, "evals": 100, "lr_points": 9},
+                **QUADRATIC,
+            ),
+        ),
+        Task(
+            name="logreg",
+            summary="L2-regularised (1e-3) logistic regression on breast_cancer (455 training "
+            "samples, standardised), full batch, float64; metric f(x) - f* on the training "
+            "objective",
+            build=_logistic,
+            lr_ranges={"sgd": (1.0, 100.0), "adam": (0.03, 3.0)},
+            select="gap",
+            report="gap",
+            extras=("test_acc",),
+            configs=_sizes(
+                SMOKE,
+                {"steps": 300, "evals": 30, "lr_points": 5},
+                {"steps": 1000, "evals": 100, "lr_points": 9},
+                l2=1e-3,
+            ),
+        ),
+        Task(
+            name="logreg-minibatch",
+            summary="the same logistic regression with minibatches of 32",
+            build=_logistic,
+            lr_ranges={"sgd": (0.03, 3.0), "adam": (0.001, 0.1)},
+            select="gap",
+            report="gap",
+            extras=("test_acc",),
+            configs=_sizes(
+                SMOKE,
+                {"steps": 500, "evals": 25, "lr_points": 5},
+                {"steps": 3000, "evals": 100, "lr_points": 9},
+                l2=1e-3,
+                batch_size=32,
+            ),
+        ),
+        Task(
+            name="digits-mlp",
+            summary="MLP 64-128-10 (ReLU) on digits (8x8), 1257/270/270 split, minibatches of 64",
+            build=_digits_mlp,
+            lr_ranges={"sgd": (0.1, 10.0), "adam": (0.001, 0.1)},
+            select="val_loss",
+            report="test_loss",
+            extras=("test_acc",),
+            configs=_sizes(
+                {**SMOKE, "hidden": 16},
+                {"steps": 400, "evals": 20, "lr_points": 5, "hidden": 128},
+                {"steps": 3000, "evals": 60, "lr_points": 9, "hidden": 128},
+                batch_size=64,
+                weight_decay=ADAM_NETS,
+            ),
+        ),
+        Task(
+            name="mnist1d-cnn",
+            summary="the MNIST-1D paper's CNN (3 stride-2 convolutions, 25 channels) on MNIST-1D "
+            "generated locally (4000/1000 train/test, 400 of train held out for validation), "
+            "minibatches of 100",
+            build=_mnist1d_cnn,
+            anchor="the MNIST-1D authors report about 94% test accuracy for this CNN (6000 steps "
+            "of Adam, lr 1e-2, batch 100); only the full suite trains that long",
+            lr_ranges={"sgd": (0.03, 3.0), "adam": (0.001, 0.1)},
+            select="val_loss",
+            report="test_loss",
+            extras=("test_acc",),
+            configs=_sizes(
+                {**SMOKE, "channels": 4},
+                {"steps": 300, "evals": 15, "lr_points": 5, "channels": 25},
+                {"steps": 6000, "evals": 60, "lr_points": 9, "channels": 25},
+                batch_size=100,
+                weight_decay=ADAM_NETS,
+            ),
+        ),
+        Task(
+            name="digits-resnet",
+            summary="ResNet-style CNN (3x3 stem, residual blocks with batch norm, global pooling) "
+            "on digits 8x8 images, 1257/270/270 split, minibatches of 64",
+            build=_digits_resnet,
+            lr_ranges={"sgd": (0.1, 10.0), "adam": (0.001, 0.1)},
+            select="val_loss",
+            report="test_loss",
+            extras=("test_acc",),
+            configs=_sizes(
+                {**SMOKE, "channels": 4, "blocks": 1},
+                {"steps": 120, "evals": 8, "lr_points": 5, "channels": 12, "blocks": 2},
+                {"steps": 1000, "evals": 20, "lr_points": 9, "channels": 16, "blocks": 3},
+                batch_size=64,
+                weight_decay=ADAM_NETS,
+            ),
+        ),
+        Task(
+            name="gpt",
+            summary="byte-level GPT on Python's own sources (pydoc_data/topics.py and the "
+            "top-level stdlib modules; 16 KiB blocks, 18/1/1 train/validation/test); metric "
+            "bits per byte",
+            build=_gpt,
+            lr_ranges={"adam": (0.0003, 0.03)},
+            select="val_bpb",
+            report="test_bpb",
+            configs=_sizes(
+                {**GPT_SMOKE, "eval_windows": 8},
+                {**GPT_QUICK, "steps": 200, "evals": 8, "lr_points": 5, "eval_windows": 64},
+                {**GPT_FULL, "steps": 2000, "evals": 20, "lr_points": 5, "eval_windows": 256},
+                weight_decay=ADAM_NETS,
+            ),
+            gpu={
+                "quick": {**GPT_GPU, "steps": 2000, "eval_windows": 512},
+                "full": {**GPT_GPU, "steps": 20000, "evals": 50, "eval_windows": 2048},
+            },
+        ),
+        Task(
+            name="gpt-warmup",
+            summary="the warmup question: the same GPT at aggressive learning rates, constant "
+            "learning rate vs linear warmup over the first 10% of steps",
+            build=_gpt,
+            lr_ranges={"adam": (0.01, 0.1)},
+            select="val_bpb",
+            report="test_bpb",
+            method_names=(
+                "adamw-0.9",
+                "adamw-0.9+warmup",
+                "amadamw-tensor",
+                "amadamw-tensor+warmup",
+            ),
+            configs=_sizes(
+                {**GPT_SMOKE, "eval_windows": 8},
+                {**GPT_QUICK, "steps": 200, "evals": 8, "lr_points": 3, "eval_windows": 64},
+                {**GPT_FULL, "steps": 2000, "evals": 20, "lr_points": 3, "eval_windows": 256},
+                weight_decay=ADAM_NETS,
+                warmup=0.1,
+            ),
+            gpu={
+                "quick": {**GPT_GPU, "steps": 2000, "eval_windows": 512},
+                "full": {**GPT_GPU, "steps": 20000, "evals": 50, "eval_windows": 2048},
+            },
+        ),
+    )
+}
