@@ -199,13 +199,8 @@ ALWAYS_INLINE void NAME(adamw_sums_body)(const int64_t *record, const double *hy
             const T last_p =
                 compat ? p : NAME(preconditioner)(old_v, prev_bc1, inv_prev_bc2, eps);
             const T difference = memory - grad;
-            /*
-             * One division instead of amadamw_terms' two (the divider bounds this loop). The
-             * product cannot overflow where the reference's quotients stay finite: v <= T's
-             * max bounds P by sqrt(max / (1 - beta2)), so P (1 + lambd P) overflows only with
-             * lambd > 1 - beta2, and then M (d - g) is below T's smallest normal number.
-             */
-            const T metric_difference = difference / (p * (1 + lambd * p));
+            /* Dividing twice, as amadamw_terms does: P (1 + lambd P) may overflow. */
+            const T metric_difference = difference / p / (1 + lambd * p);
             gap += decay ? grad * (memory / last_p + mu * x[i]) : grad * (memory / last_p);
             if (decay)
                 weight_decay += x[i] * difference;
