@@ -2,6 +2,9 @@
 
 import dataclasses
 import json
+import multiprocessing
+import os
+import signal
 
 import pytest
 import torch
@@ -164,3 +167,18 @@ def test_warmup_changes_the_run_only_when_configured():
             results[fraction, name] = record["metrics"]
     assert results[0.0, "adamw-0.9"] == results[0.0, "adamw-0.9+warmup"]
     assert results[0.5, "adamw-0.9"] != results[0.5, "adamw-0.9+warmup"]
+
+
+def test_runs_of_a_killed_worker_are_redone_by_a_fresh_pool(tmp_path):
+    tasks = ["quadratic"]
+    killed = []
+
+    def kill_a_worker(record):
+        if not killed:
+            victim = multiprocessing.active_children()[0]
+            os.kill(victim.pid, signal.SIGKILL)
+            killed.append(victim.pid)
+
+    run_benchmark("smoke", tasks, 1, "cpu", tmp_path, jobs=2, on_record=kill_a_worker)
+    keys = [r["key"] for r in _lines(tmp_path / RESULTS)]
+    assert killed and len(keys) == len(set(keys)) == len(plan("smoke", tasks, 1, "cpu"))
