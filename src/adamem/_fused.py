@@ -32,7 +32,7 @@ from torch import Tensor
 from . import _jit
 from ._optimizer import ParamBatch, check_flag
 
-__all__ = ["ADAMW", "SGD", "FusedStep", "Kind", "plan", "validate_fused"]
+__all__ = ["ADAMW", "SGD", "FusedStep", "Kind", "plan", "uses_triton", "validate_fused"]
 
 # Record layout shared with am_kernels.c (its R_* enum); Kind.hyper follows its H_* enum.
 RECORD_FIELDS = 10
@@ -139,29 +139,56 @@ ADAMW = Kind(
 )
 
 
-def plan(batch: ParamBatch, kind: Kind) -> FusedStep | None:
-    """A :class:`FusedStep` for ``batch``, or ``None`` to take the torch path; ``fused=True``
-    warns once when the group cannot take the fused path."""
+def plan(batch: ParamBatch, kind: Kind) -> Any:
+    """The fused step of ``batch`` (a :class:`FusedStep` on the CPU, a Triton step on CUDA),
+    or ``None`` to take the torch path; ``fused=True`` warns once when the group cannot take
+    the fused path."""
     group = batch.group
     if group["fused"] is False or (group["fused"] is None and group["foreach"] is not None):
         return None
     if not len(batch) or torch.compiler.is_compiling():
         return None
+    if uses_triton(batch.grads[0].device):
+        step = _triton_step(batch, kind)
+    else:
+        step = _cpu_step(batch, kind)
+    if isinstance(step, str):
+        if group["fused"]:
+            _jit.warn_once(f"adamem: fused=True, but {step}; using the torch path")
+        return None
+    return step
+
+
+def uses_triton(device: torch.device) -> bool:
+    """Whether tensors on ``device`` take the Triton kernels (else the C kernels)."""
+    return device.type == "cuda"
+
+
+def _triton_step(batch: ParamBatch, kind: Kind) -> Any:
+    try:
+        from . import _triton
+    except ImportError:
+        return "Triton is not installed"
+    reason = _triton.rejection(batch, kind.memory_key, kind.second_moment_key)
+    if reason is not None:
+        return reason
+    return _triton.STEPS[kind.name](batch)
+
+
+def _cpu_step(batch: ParamBatch, kind: Kind) -> FusedStep | str | None:
     records = _records(batch, kind)
     if isinstance(records, str):
-        if group["fused"]:
-            _jit.warn_once(f"adamem: fused=True, but {records}; using the torch path")
-        return None
+        return records
     library = _jit.library()
     if library is None:
-        return None
+        return None  # _jit has warned
     suffix = _SUFFIXES[batch.grads[0].dtype]
     kernels = {
         phase: getattr(library, f"am_{kind.name}_{phase}_{suffix}")
         for phase in ("first", "sums", "update")
     }
     # Only here is a tensor lr read on the host: its group's tensors are all on the CPU.
-    hyper = array("d", kind.hyper(group))
+    hyper = array("d", kind.hyper(batch.group))
     return FusedStep(kernels, records, batch.first_steps, hyper)
 
 

@@ -41,9 +41,16 @@ def write_back(destinations: Sequence[Tensor], values: Sequence[Tensor]) -> None
 
 
 def fill(tensors: Sequence[Tensor], value: float | Tensor) -> None:
-    """Set every 0-d tensor to ``value`` (a float or a one-element tensor)."""
-    for tensor in tensors:
-        tensor.copy_(value) if isinstance(value, Tensor) else tensor.fill_(value)
+    """Set every 0-d tensor to ``value`` (a float or a one-element tensor), in one launch or
+    two rather than one per tensor."""
+    tensors = list(tensors)
+    if not tensors:
+        return
+    if isinstance(value, Tensor):
+        torch._foreach_copy_(tensors, [value.reshape(())] * len(tensors))
+    else:
+        torch._foreach_zero_(tensors)
+        torch._foreach_add_(tensors, value)
 
 
 def foreach_mul_unbound(tensors: Sequence[Tensor], factors: Tensor) -> list[Tensor]:

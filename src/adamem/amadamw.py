@@ -55,9 +55,13 @@ __all__ = [
     "amadamw_preconditioner",
     "amadamw_tensor_step",
     "amadamw_terms",
+    "amadamw_terms_from_dots",
     "amadamw_update",
+    "betas_with_first_steps",
     "compat_gap",
     "displacement_gap",
+    "gap_scale",
+    "record_betas",
 ]
 
 GapEstimate = Literal["displacement", "compat"]
@@ -234,11 +238,7 @@ class AMAdamW(AMOptimizer):
             batch.scratch["fused"].apply(betas)
             return
         group = batch.group
-        cap = self._beta_cap(group)
-        like = batch.grads[0]
-        all_betas = torch.full((batch.first_steps,), cap, dtype=like.dtype, device=like.device)
-        if betas is not None:
-            all_betas = torch.cat([all_betas, betas.to(like.device, like.dtype)])
+        all_betas = betas_with_first_steps(batch, betas, self._beta_cap(group))
         amadamw_update(
             batch.params,
             batch.grads,
@@ -250,10 +250,24 @@ class AMAdamW(AMOptimizer):
             lambd=group["lambd"],
             foreach=batch.scratch["foreach"],
         )
-        beta_list = list(all_betas.unbind())
-        torch._foreach_copy_(batch.state_list("beta"), beta_list)
-        torch._foreach_mul_(batch.state_list("beta_product"), beta_list)
-        ops.fill(batch.state_list("prev_lr"), group["lr"])
+        record_betas(batch, all_betas)
+
+
+def betas_with_first_steps(batch: ParamBatch, betas: Tensor | None, cap: float) -> Tensor:
+    """One beta per tensor of ``batch`` in the compute dtype: ``cap`` on a first step."""
+    like = batch.grads[0]
+    all_betas = torch.full((batch.first_steps,), cap, dtype=like.dtype, device=like.device)
+    if betas is None:
+        return all_betas
+    return torch.cat([all_betas, betas.to(like.device, like.dtype)])
+
+
+def record_betas(batch: ParamBatch, all_betas: Tensor) -> None:
+    """Store each tensor's beta, fold it into ``Pi`` and remember this step's lr."""
+    beta_list = list(all_betas.unbind())
+    torch._foreach_copy_(batch.state_list("beta"), beta_list)
+    torch._foreach_mul_(batch.state_list("beta_product"), beta_list)
+    ops.fill(batch.state_list("prev_lr"), batch.group["lr"])
 
 
 def amadamw_block_sums(
@@ -399,8 +413,8 @@ def displacement_gap(
     weight_decay: float,
 ) -> Tensor:
     """``<g, x_{t-1} - x_t>`` with the last step rebuilt from ``P_{t-1}`` (§4, the default)."""
-    mu = weight_decay
-    return prev_lr / (1 - mu * prev_lr) * ops.dot(grad, memory / prev_preconditioner + mu * x)
+    scale = gap_scale(prev_lr, lr=0.0, weight_decay=weight_decay, gap_estimate="displacement")
+    return scale * ops.dot(grad, memory / prev_preconditioner + weight_decay * x)
 
 
 def compat_gap(
@@ -414,8 +428,23 @@ def compat_gap(
     weight_decay: float,
 ) -> Tensor:
     """The public re-implementation's gap ``(1 + mu lr) prev_lr <g, d / P_t + mu x>`` (§4)."""
+    scale = gap_scale(prev_lr, lr=lr, weight_decay=weight_decay, gap_estimate="compat")
+    return scale * ops.dot(grad, memory / preconditioner + weight_decay * x)
+
+
+def gap_scale(
+    prev_lr: Tensor | float,
+    *,
+    lr: LearningRate,
+    weight_decay: float,
+    gap_estimate: GapEstimate,
+) -> Tensor | float:
+    """The factor of ``<g, d / P_last + mu x>`` in the gap: ``prev_lr / (1 - mu prev_lr)``
+    for the displacement gap, ``(1 + mu lr) prev_lr`` for the compat gap."""
     mu = weight_decay
-    return (1 + mu * lr) * prev_lr * ops.dot(grad, memory / preconditioner + mu * x)
+    if gap_estimate == "displacement":
+        return prev_lr / (1 - mu * prev_lr)
+    return (1 + mu * lr) * prev_lr
 
 
 def amadamw_terms(
@@ -433,9 +462,28 @@ def amadamw_terms(
     p, difference = preconditioner, memory - grad
     # M (d - g) = (d - g) / P / (1 + lambd P): dividing twice keeps |g| ~ 1e30 in range.
     metric_difference = difference / p / (1 + lambd * p)
-    pull = ops.dot(metric_difference, grad + lambd * p * memory)
-    a = gap - lr * (weight_decay * ops.dot(x, difference) + pull)
-    return a, lr * ops.dot(difference, metric_difference)
+    return amadamw_terms_from_dots(
+        gap,
+        ops.dot(x, difference),
+        ops.dot(metric_difference, grad + lambd * p * memory),
+        ops.dot(difference, metric_difference),
+        lr=lr,
+        weight_decay=weight_decay,
+    )
+
+
+def amadamw_terms_from_dots(
+    gap: Tensor,
+    decay: Tensor,
+    pull: Tensor,
+    curvature: Tensor,
+    *,
+    lr: LearningRate,
+    weight_decay: float,
+) -> tuple[Tensor, Tensor]:
+    """``(a, b)`` from the gap and the inner products ``decay = <x, d-g>``,
+    ``pull = <M (d-g), g + lambd P d>``, ``curvature = <d-g, M (d-g)>``."""
+    return gap - lr * (weight_decay * decay + pull), lr * curvature
 
 
 def amadamw_tensor_step(
@@ -492,14 +540,15 @@ def _multi_tensor_block_sums(
     g, d, x, ps = inputs.grads[seen], inputs.memories[seen], inputs.xs[seen], p[seen]
     prev_lr = inputs.prev_lrs[seen]
     if gap_estimate == "displacement":
-        prev_p = preconditioners(
+        last_p = preconditioners(
             inputs.second_moments[seen],
             inputs.prev_bias_corrections1[seen],
             1 - beta2 ** (inputs.step_counts[seen] - 1),
         )
-        gap = gaps(torch._foreach_div(d, prev_p), prev_lr / (1 - mu * prev_lr))
     else:
-        gap = gaps(torch._foreach_div(d, ps), (1 + mu * lr) * prev_lr)
+        last_p = ps
+    scale = gap_scale(prev_lr, lr=lr, weight_decay=mu, gap_estimate=gap_estimate)
+    gap = gaps(torch._foreach_div(d, last_p), scale)
     differences = torch._foreach_sub(d, g)
     one_plus_lambd_p = torch._foreach_add(torch._foreach_mul(ps, lambd), 1.0)
     metric_gaps = torch._foreach_div(torch._foreach_div(differences, ps), one_plus_lambd_p)
@@ -507,8 +556,8 @@ def _multi_tensor_block_sums(
     pull = ops.stack_on(ops.foreach_dot(metric_gaps, pulled), like)
     decay = ops.stack_on(ops.foreach_dot(x, differences), like)
     curvature = ops.stack_on(ops.foreach_dot(differences, metric_gaps), like)
-    a = gap - lr * (mu * decay + pull)
-    return (a, lr * curvature), new_second_moments, p
+    terms = amadamw_terms_from_dots(gap, decay, pull, curvature, lr=lr, weight_decay=mu)
+    return terms, new_second_moments, p
 
 
 def amadamw_update(

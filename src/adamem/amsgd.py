@@ -41,7 +41,15 @@ from ._optimizer import (
 )
 from .beta import Scope
 
-__all__ = ["AMSGD", "amsgd_block_sums", "amsgd_tensor_step", "amsgd_terms", "amsgd_update"]
+__all__ = [
+    "AMSGD",
+    "amsgd_block_sums",
+    "amsgd_tensor_step",
+    "amsgd_terms",
+    "amsgd_terms_from_dots",
+    "amsgd_update",
+    "record_betas",
+]
 
 
 class AMSGD(AMOptimizer):
@@ -175,9 +183,14 @@ class AMSGD(AMOptimizer):
             lambd=batch.group["lambd"],
             foreach=batch.scratch["foreach"],
         )
-        if betas is not None:
-            torch._foreach_copy_(batch.state_list("beta", batch.first_steps), list(betas.unbind()))
-        ops.fill(batch.state_list("prev_lr"), batch.group["lr"])
+        record_betas(batch, betas)
+
+
+def record_betas(batch: ParamBatch, betas: Tensor | None) -> None:
+    """Store the betas of the tensors past their first step and remember this step's lr."""
+    if betas is not None:
+        torch._foreach_copy_(batch.state_list("beta", batch.first_steps), list(betas.unbind()))
+    ops.fill(batch.state_list("prev_lr"), batch.group["lr"])
 
 
 def amsgd_block_sums(
@@ -205,7 +218,7 @@ def amsgd_block_sums(
     gaps = ops.stack_on(prev_lrs, like) * ops.stack_on(ops.foreach_dot(grads, memories), like)
     pull = ops.stack_on(ops.foreach_dot(differences, pulled), like)
     curvature = ops.stack_on(ops.foreach_dot(differences, differences), like)
-    return (1 + lambd) * gaps - lr * pull, lr * curvature
+    return amsgd_terms_from_dots(gaps, pull, curvature, lr=lr, lambd=lambd)
 
 
 def amsgd_terms(
@@ -216,8 +229,21 @@ def amsgd_terms(
     ``gap`` estimates ``f(x_{t-1}) - f(x_t)``; the optimizer uses ``prev_lr * <g, d>`` (§4).
     """
     difference = memory - grad
-    a = (1 + lambd) * gap - lr * ops.dot(difference, grad + lambd * memory)
-    return a, lr * ops.dot(difference, difference)
+    return amsgd_terms_from_dots(
+        gap,
+        ops.dot(difference, grad + lambd * memory),
+        ops.dot(difference, difference),
+        lr=lr,
+        lambd=lambd,
+    )
+
+
+def amsgd_terms_from_dots(
+    gap: Tensor, pull: Tensor, curvature: Tensor, *, lr: LearningRate, lambd: float
+) -> tuple[Tensor, Tensor]:
+    """``(a, b)`` from the gap and the inner products ``pull = <d-g, g+lambd d>`` and
+    ``curvature = ||d-g||^2``."""
+    return (1 + lambd) * gap - lr * pull, lr * curvature
 
 
 def amsgd_tensor_step(

@@ -1,0 +1,241 @@
+"""The fused CUDA path (Triton kernels) equals the reference path.
+
+On a machine with a CUDA GPU the kernels run compiled on it; elsewhere they run on CPU tensors
+in Triton's interpreter (``TRITON_INTERPRET=1``, in a child process), with small chunks so that
+every tensor spans several programs and the reduction loops. Without Triton only the fallback
+test runs.
+"""
+
+import io
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from helpers import make_params, quadratic_grads, state_tensors
+
+import adamem
+from adamem import _fused, _jit
+
+CUDA = torch.cuda.is_available()
+# Triton picks its interpreter when it is imported, so without CUDA the kernel tests run in a
+# child process that sets TRITON_INTERPRET=1 first (test_kernels_in_interpreter).
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+RUN_HERE = CUDA or INTERPRETED
+DEVICE = torch.device("cuda" if CUDA else "cpu")
+OPTIMIZERS = {
+    "amsgd": lambda groups, **kw: adamem.AMSGD(groups, **{"lr": 0.05, **kw}),
+    "amsgd_wd": lambda groups, **kw: adamem.AMSGD(groups, lr=0.05, weight_decay=0.1, **kw),
+    "amadamw": lambda groups, **kw: adamem.AMAdamW(groups, **{"lr": 0.03, **kw}),
+    "amadamw_compat": lambda groups, **kw: adamem.AMAdamW(
+        groups, lr=0.03, gap_estimate="compat", **kw
+    ),
+    "amadamw_no_decay": lambda groups, **kw: adamem.AMAdamW(
+        groups, lr=0.03, weight_decay=0.0, lambd=0.0, **kw
+    ),
+}
+# Several chunks per tensor at the test chunk size, and several reduction rounds for the first.
+SHAPES = [(40, 30), (3,), (2, 2, 2), (1,), (257,)]
+LRS = [0.05, 0.05, 0.02, 0.0, 0.08, 0.05]
+
+
+@pytest.fixture(scope="module")
+def triton_module():
+    if not RUN_HERE:
+        pytest.skip("without CUDA, these run under TRITON_INTERPRET=1 (test_kernels_in_interpreter)")
+    return pytest.importorskip("adamem._triton")
+
+
+@pytest.fixture
+def kernels(triton_module, monkeypatch):
+    """The Triton path for this test's tensors; returns the list of steps that took it."""
+    if not CUDA:
+        monkeypatch.setattr(_fused, "uses_triton", lambda device: True)
+        monkeypatch.setattr(triton_module, "BLOCK", 16)
+        monkeypatch.setattr(triton_module, "CHUNK", 64)
+        monkeypatch.setattr(triton_module, "REDUCE_BLOCK", 4)
+    calls = []
+    for step_class in triton_module.STEPS.values():
+        original = step_class.block_sums
+
+        def spy(self, original=original):
+            calls.append(self)
+            return original(self)
+
+        monkeypatch.setattr(step_class, "block_sums", spy)
+    return calls
+
+
+def device_params(dtype, shapes=SHAPES, seed=0):
+    return [
+        torch.nn.Parameter(p.detach().to(DEVICE)) for p in make_params(dtype, seed, shapes)
+    ]
+
+
+def two_groups(params, scope):
+    return [
+        {"params": params[:3]},
+        {"params": params[3:], "lr": 0.011, "lambd": 0.3, "scope": scope},
+    ]
+
+
+def trajectory(name, scope, fused, dtype, maximize=False, steps=8, **options):
+    params = device_params(dtype)
+    opt = OPTIMIZERS[name](
+        two_groups(params, scope),
+        scope=scope,
+        maximize=maximize,
+        fused=fused,
+        foreach=None if fused else False,
+        **options,
+    )
+    for step in range(steps):
+        quadratic_grads(params, step, skip_every=3)
+        for group in opt.param_groups:
+            group["lr"] = LRS[step % len(LRS)]
+        opt.step()
+    return state_tensors(opt, params)
+
+
+def assert_equal_states(actual, expected, **tolerance):
+    assert actual.keys() == expected.keys()
+    for key in expected:
+        assert actual[key].dtype == expected[key].dtype, key
+        assert actual[key].device == expected[key].device, key
+        torch.testing.assert_close(actual[key], expected[key], **tolerance, msg=key)
+
+
+@pytest.mark.parametrize("scope", ["tensor", "group", "global"])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_triton_equals_reference_float64(name, scope, kernels):
+    reference = trajectory(name, scope, False, torch.float64)
+    assert not kernels
+    fused = trajectory(name, scope, True, torch.float64, maximize=scope == "group")
+    reference = trajectory(name, scope, False, torch.float64, maximize=scope == "group")
+    assert len(kernels) == 2 * 8
+    assert_equal_states(fused, reference, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_triton_equals_reference_float32(name, kernels):
+    reference = trajectory(name, "tensor", False, torch.float32)
+    fused = trajectory(name, "tensor", True, torch.float32)
+    assert kernels
+    assert_equal_states(fused, reference, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
+def test_triton_low_precision_parameters_match_reference(name, dtype, kernels):
+    """bf16/fp16 parameters and state, fp32 arithmetic: the kernels round where the reference
+    rounds, so the two differ only where an fp32 result rounds to a neighbouring value."""
+    reference = trajectory(name, "tensor", False, dtype, steps=4)
+    fused = trajectory(name, "tensor", True, dtype, steps=4)
+    assert kernels
+    assert_equal_states(fused, reference, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
+def test_triton_resumes_bit_exactly(name, kernels):
+    factory = OPTIMIZERS[name]
+    params = device_params(torch.float32)
+    uninterrupted = factory(params, fused=True)
+    first_half = device_params(torch.float32)
+    opt = factory(first_half, fused=True)
+    for step in range(4):
+        for tensors, optimizer in ((params, uninterrupted), (first_half, opt)):
+            quadratic_grads(tensors, step)
+            optimizer.step()
+    buffer = io.BytesIO()
+    torch.save({"params": [p.detach() for p in first_half], "opt": opt.state_dict()}, buffer)
+    buffer.seek(0)
+    checkpoint = torch.load(buffer, weights_only=True)
+    resumed = [torch.nn.Parameter(p.clone()) for p in checkpoint["params"]]
+    opt = factory(resumed, fused=True)
+    opt.load_state_dict(checkpoint["opt"])
+    for step in range(4, 7):
+        for tensors, optimizer in ((params, uninterrupted), (resumed, opt)):
+            quadratic_grads(tensors, step)
+            optimizer.step()
+    assert_equal_states(
+        state_tensors(opt, resumed), state_tensors(uninterrupted, params), rtol=0, atol=0
+    )
+
+
+@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
+def test_triton_tensor_lr_equals_float_lr(name, kernels):
+    results = []
+    for lr in (0.02, torch.tensor(0.02, dtype=torch.float64, device=DEVICE)):
+        params = device_params(torch.float64)
+        opt = OPTIMIZERS[name](params, lr=lr, fused=True)
+        for step in range(4):
+            quadratic_grads(params, step)
+            opt.step()
+        results.append(state_tensors(opt, params))
+    assert_equal_states(results[1], results[0], rtol=0, atol=0)
+
+
+def test_triton_group_with_mixed_dtypes_takes_the_torch_path(kernels, monkeypatch):
+    monkeypatch.setattr(_jit, "_warned", set())
+    params = device_params(torch.float32)[:2] + device_params(torch.bfloat16)[2:]
+    opt = adamem.AMAdamW(params, fused=True)
+    quadratic_grads(params, 0)
+    with pytest.warns(RuntimeWarning, match="several dtypes"):
+        opt.step()
+    assert not kernels
+
+
+@pytest.mark.skipif(not CUDA, reason="host syncs exist only with a CUDA device")
+@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
+def test_triton_step_never_waits_for_the_device(name, kernels):
+    params = device_params(torch.float32)
+    opt = OPTIMIZERS[name](params, lr=torch.tensor(0.01, device=DEVICE), fused=True)
+    for step in range(3):
+        quadratic_grads(params, step)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            opt.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert len(kernels) == 3
+
+
+@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
+def test_without_triton_fused_true_warns_once_and_falls_back(name, monkeypatch):
+    monkeypatch.setattr(_fused, "uses_triton", lambda device: True)
+    monkeypatch.setitem(sys.modules, "adamem._triton", None)  # import fails
+    monkeypatch.setattr(_jit, "_warned", set())
+    params = make_params(torch.float64)
+    opt = OPTIMIZERS[name](params, fused=True)
+    messages = []
+    for step in range(3):
+        quadratic_grads(params, step)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            opt.step()
+        messages.append([str(w.message) for w in caught])
+    assert len(messages[0]) == 1 and "Triton is not installed" in messages[0][0]
+    assert not any(messages[1:])
+    reference = make_params(torch.float64)
+    ref_opt = OPTIMIZERS[name](reference, foreach=False)
+    for step in range(3):
+        quadratic_grads(reference, step)
+        ref_opt.step()
+    for a, b in zip(params, reference):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(RUN_HERE, reason="the kernel tests run in this process")
+def test_kernels_in_interpreter():
+    pytest.importorskip("triton")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"],
+        env={**os.environ, "TRITON_INTERPRET": "1"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and " failed" not in result.stdout
