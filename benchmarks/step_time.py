@@ -58,6 +58,26 @@ IMPLEMENTATIONS: dict[str, Factory] = {
 }
 
 
+# fp32 arrays of the parameters' size that one step reads or writes at the least (weight decay
+# on for AdamW, off for SGD as configured above): torch AdamW reads x, g, m, v and writes x, m, v;
+# AM-AdamW's sums pass reads x, g, d, v and writes v, its update reads x, g, d, v and writes d, x;
+# torch SGD reads x, g, buf and writes x, buf; AM-SGD reads g, d, then x, g, d and writes d, x.
+ARRAYS_MOVED = {"torch-adamw-fused": 7, "amadamw-fused": 11, "torch-sgd-fused": 5, "amsgd-fused": 7}
+
+
+def copy_bandwidth(size_bytes: int = 2**30, repeats: int = 20) -> float:
+    """Bytes per second read plus written by a device-to-device copy."""
+    source = torch.empty(size_bytes // 4, device=DEVICE)
+    target = torch.empty_like(source)
+    target.copy_(source)
+    synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        target.copy_(source)
+    synchronize()
+    return 2 * size_bytes * repeats / (time.perf_counter() - start)
+
+
 def baseline_of(impl: str) -> str:
     """torch's fused counterpart of an implementation."""
     family = "adamw" if "adamw" in impl else "sgd"
@@ -148,16 +168,19 @@ def step_records(sizes: list[int], impls: list[str], warmup: int, steps: int) ->
 
 
 def first_call_seconds() -> dict[str, float]:
-    """Seconds of a fresh process's first fused step, with an empty and with a filled cache."""
+    """Seconds of a fresh process's first two fused steps (the first step and a later one
+    compile different kernels), with an empty and with a filled cache."""
     script = (
         "import time, torch, adamem\n"
-        "p = torch.nn.Parameter(torch.zeros(1000)); p.grad = torch.ones(1000)\n"
+        f"p = torch.nn.Parameter(torch.zeros(1000, device='{DEVICE}'))\n"
+        "p.grad = torch.ones_like(p)\n"
         "opt = adamem.AMAdamW([p], fused=True)\n"
-        "start = time.perf_counter(); opt.step(); print(time.perf_counter() - start)\n"
+        "start = time.perf_counter(); opt.step(); opt.step(); p.sum().item()\n"
+        "print(time.perf_counter() - start)\n"
     )
     result = {}
     with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "ADAMEM_CACHE_DIR": cache}
+        env = {**os.environ, "ADAMEM_CACHE_DIR": cache, "TRITON_CACHE_DIR": cache}
         for label in ("cold_cache_s", "warm_cache_s"):
             output = subprocess.run(
                 [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
@@ -292,7 +315,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (the fused kernels are CPU)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--memory-size", default="1e7", help="parameters for the memory probe")
     parser.add_argument("--skip-extras", action="store_true", help="only the step() timings")
     parser.add_argument("--json", action="store_true", help="print all records as JSON, last")
@@ -303,9 +326,6 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     sizes = [int(float(size)) for size in args.sizes.split(",")]
     impls = args.impls.split(",")
-    if DEVICE.type != "cpu":
-        # adamem's fused kernels are CPU code: there they would only fall back to foreach.
-        impls = [impl for impl in impls if not (impl.startswith("am") and "fused" in impl)]
     for impl in impls:
         if baseline_of(impl) not in impls:
             parser.error(f"{impl} needs its baseline {baseline_of(impl)} in --impls")
@@ -314,24 +334,37 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, adamem {adamem.__version__}"
     )
     records = step_records(sizes, impls, args.warmup, args.steps)
+    bandwidth = copy_bandwidth() if DEVICE.type == "cuda" else None
+    if bandwidth is not None:
+        for r in records:
+            arrays = ARRAYS_MOVED.get(r["impl"])
+            if arrays is not None:
+                r["bound_ms"] = arrays * 4 * r["size"] / bandwidth * 1e3
+                r["ratio_vs_bound"] = r["ms_median"] / r["bound_ms"]
     print(f"\nstep() time: median of {args.steps} interleaved steps after {args.warmup} warm-up")
     print("ratio: of medians; paired: median of the per-round ratios; min: ratio of the minima")
     header = f"{'params':>11} {'impl':<20} {'ms':>9} {'q1-q3 ms':>17} {'min ms':>8}"
     print(f"{header} {'ratio':>6} {'paired':>6} {'min':>6}")
     for r in records:
         spread = f"{r['ms_q1']:.2f}-{r['ms_q3']:.2f}"
+        bound = f" {r['ratio_vs_bound']:6.2f}x bound" if "ratio_vs_bound" in r else ""
         print(
             f"{r['size']:>11,} {r['impl']:<20} {r['ms_median']:9.2f} {spread:>17} "
             f"{r['ms_min']:8.2f} {r['ratio_vs_torch_fused']:6.2f} "
-            f"{r['ratio_paired_median']:6.2f} {r['ratio_of_minima']:6.2f}"
+            f"{r['ratio_paired_median']:6.2f} {r['ratio_of_minima']:6.2f}{bound}"
+        )
+    if bandwidth is not None:
+        print(
+            f"bound: fp32 arrays each step must read and write (ARRAYS_MOVED) at the measured "
+            f"device-to-device copy bandwidth, {bandwidth / 1e12:.2f} TB/s"
         )
 
     if not args.skip_extras:
         first = first_call_seconds()
         records.append({"kind": "first_call", "impl": "amadamw-fused", **first})
         print(
-            f"\nfirst fused step in a new process: {first['cold_cache_s']:.2f} s with an empty "
-            f"kernel cache (compiles), {first['warm_cache_s']:.3f} s with the cached kernels"
+            f"\nfirst two fused steps in a new process: {first['cold_cache_s']:.2f} s with an "
+            f"empty kernel cache (compiles), {first['warm_cache_s']:.3f} s with cached kernels"
         )
         memory_size = int(float(args.memory_size))
         peaks = peak_transient_bytes(memory_size, impls)

@@ -44,18 +44,17 @@ LRS = [0.05, 0.05, 0.02, 0.0, 0.08, 0.05]
 @pytest.fixture(scope="module")
 def triton_module():
     if not RUN_HERE:
-        pytest.skip("without CUDA, these run under TRITON_INTERPRET=1 (test_kernels_in_interpreter)")
+        pytest.skip(
+            "without CUDA, these run under TRITON_INTERPRET=1 (test_kernels_in_interpreter)"
+        )
     return pytest.importorskip("adamem._triton")
 
 
 @pytest.fixture
-def kernels(triton_module, monkeypatch):
+def production_kernels(triton_module, monkeypatch):
     """The Triton path for this test's tensors; returns the list of steps that took it."""
     if not CUDA:
         monkeypatch.setattr(_fused, "uses_triton", lambda device: True)
-        monkeypatch.setattr(triton_module, "BLOCK", 16)
-        monkeypatch.setattr(triton_module, "CHUNK", 64)
-        monkeypatch.setattr(triton_module, "REDUCE_BLOCK", 4)
     calls = []
     for step_class in triton_module.STEPS.values():
         original = step_class.block_sums
@@ -68,10 +67,18 @@ def kernels(triton_module, monkeypatch):
     return calls
 
 
+@pytest.fixture
+def kernels(production_kernels, triton_module, monkeypatch):
+    """As ``production_kernels``, with chunks so small that every tensor spans several and
+    the reduction takes several rounds."""
+    monkeypatch.setattr(triton_module, "BLOCK", 16)
+    monkeypatch.setattr(triton_module, "CHUNK", 64)
+    monkeypatch.setattr(triton_module, "REDUCE_BLOCK", 4)
+    return production_kernels
+
+
 def device_params(dtype, shapes=SHAPES, seed=0):
-    return [
-        torch.nn.Parameter(p.detach().to(DEVICE)) for p in make_params(dtype, seed, shapes)
-    ]
+    return [torch.nn.Parameter(p.detach().to(DEVICE)) for p in make_params(dtype, seed, shapes)]
 
 
 def two_groups(params, scope):
@@ -124,6 +131,21 @@ def test_triton_equals_reference_float32(name, kernels):
     fused = trajectory(name, "tensor", True, torch.float32)
     assert kernels
     assert_equal_states(fused, reference, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["amsgd_wd", "amadamw"])
+def test_triton_production_chunk_sizes_equal_reference(name, production_kernels):
+    shapes = [(150, 200), (40000,), (3,)]
+    results = []
+    for fused in (True, False):
+        params = device_params(torch.float32, shapes)
+        opt = OPTIMIZERS[name](params, fused=fused, foreach=None if fused else False)
+        for step in range(4):
+            quadratic_grads(params, step)
+            opt.step()
+        results.append(state_tensors(opt, params))
+    assert len(production_kernels) == 4
+    assert_equal_states(results[0], results[1], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -206,6 +228,7 @@ def test_triton_step_never_waits_for_the_device(name, kernels):
 def test_without_triton_fused_true_warns_once_and_falls_back(name, monkeypatch):
     monkeypatch.setattr(_fused, "uses_triton", lambda device: True)
     monkeypatch.setitem(sys.modules, "adamem._triton", None)  # import fails
+    monkeypatch.delattr(adamem, "_triton", raising=False)
     monkeypatch.setattr(_jit, "_warned", set())
     params = make_params(torch.float64)
     opt = OPTIMIZERS[name](params, fused=True)

@@ -85,21 +85,38 @@ def _root(x):
 @triton.jit
 def _lerp(start, end, weight):
     """``torch.lerp`` with ATen's formula: exact at both ends."""
-    return tl.where(weight < 0.5, start + weight * (end - start), end - (end - start) * (1 - weight))
+    return tl.where(
+        weight < 0.5, start + weight * (end - start), end - (end - start) * (1 - weight)
+    )
 
 
 @triton.jit
-def _chunk(records, chunks, dtype_x: tl.constexpr, dtype_d: tl.constexpr, dtype_v: tl.constexpr,
-           compute: tl.constexpr):
+def _chunk(
+    records,
+    chunks,
+    dtype_x: tl.constexpr,
+    dtype_d: tl.constexpr,
+    dtype_v: tl.constexpr,
+    compute: tl.constexpr,
+    ALIGNED: tl.constexpr,
+    CHUNK: tl.constexpr,
+):
     """This program's tensor index, first element, element count and array pointers."""
     pid = tl.program_id(0)
     tensor = tl.load(chunks + 2 * pid)
-    start = tl.load(chunks + 2 * pid + 1)
+    start = tl.multiple_of(tl.load(chunks + 2 * pid + 1), CHUNK)
     record = records + RECORD_FIELDS * tensor
     x = tl.load(record).to(tl.pointer_type(dtype_x))
     g = tl.load(record + 1).to(tl.pointer_type(compute))
     d = tl.load(record + 2).to(tl.pointer_type(dtype_d))
     v = tl.load(record + 3).to(tl.pointer_type(dtype_v))
+    if ALIGNED:
+        # Addresses read from memory are opaque to the compiler: without this promise (checked
+        # by the host) it would not issue wide vector loads.
+        x = tl.multiple_of(x, 16)
+        g = tl.multiple_of(g, 16)
+        d = tl.multiple_of(d, 16)
+        v = tl.multiple_of(v, 16)
     count = tl.load(record + 4)
     return pid, tensor, start, count, x, g, d, v
 
@@ -111,8 +128,16 @@ def _preconditioner(v, bias_correction1, inv_sqrt_bias_correction2, eps):
 
 
 @triton.jit
-def _reduce_kernel(partials, chunk_begins, sums, first_steps, seen,
-                   TERMS: tl.constexpr, REDUCE_BLOCK: tl.constexpr, ROUNDS: tl.constexpr):
+def _reduce_kernel(
+    partials,
+    chunk_begins,
+    sums,
+    first_steps,
+    seen,
+    TERMS: tl.constexpr,
+    REDUCE_BLOCK: tl.constexpr,
+    ROUNDS: tl.constexpr,
+):
     """``sums[term, s]``: the partials of tensor ``first_steps + s``, added in a fixed order.
     ``ROUNDS * REDUCE_BLOCK`` covers the most chunks any tensor has."""
     s = tl.program_id(0)
@@ -128,12 +153,24 @@ def _reduce_kernel(partials, chunk_begins, sums, first_steps, seen,
 
 # ---------------------------------------------------------------------------------- AM-SGD
 @triton.jit
-def _sgd_sums_kernel(table, records, chunks, partials,
-                     X: tl.constexpr, D: tl.constexpr, COMPUTE: tl.constexpr,
-                     DECAY: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr):
+def _sgd_sums_kernel(
+    table,
+    records,
+    chunks,
+    partials,
+    X: tl.constexpr,
+    D: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    DECAY: tl.constexpr,
+    ALIGNED: tl.constexpr,
+    BLOCK: tl.constexpr,
+    CHUNK: tl.constexpr,
+):
     """amsgd_block_sums of one chunk: <g, d>, <d - g, g + lambd d>, <d - g, d - g>, with
     g + weight_decay x as the gradient."""
-    pid, tensor, start, count, x, g, d, v = _chunk(records, chunks, X, D, D, COMPUTE)
+    pid, tensor, start, count, x, g, d, v = _chunk(
+        records, chunks, X, D, D, COMPUTE, ALIGNED, CHUNK
+    )
     lambd = _hyper(table, H_LAMBD, COMPUTE)
     weight_decay = _hyper(table, H_WEIGHT_DECAY, COMPUTE)
     memory_dot = tl.zeros([BLOCK], COMPUTE)
@@ -156,12 +193,24 @@ def _sgd_sums_kernel(table, records, chunks, partials,
 
 
 @triton.jit
-def _sgd_update_kernel(table, records, chunks, weights,
-                       X: tl.constexpr, D: tl.constexpr, COMPUTE: tl.constexpr,
-                       DECAY: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr):
+def _sgd_update_kernel(
+    table,
+    records,
+    chunks,
+    weights,
+    X: tl.constexpr,
+    D: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    DECAY: tl.constexpr,
+    ALIGNED: tl.constexpr,
+    BLOCK: tl.constexpr,
+    CHUNK: tl.constexpr,
+):
     """amsgd_tensor_step: d <- lerp(d, g, weight); x <- x - lr d, with weight
     (1 - beta) / (1 + lambd), or 1 on a first step (d = g)."""
-    pid, tensor, start, count, x, g, d, v = _chunk(records, chunks, X, D, D, COMPUTE)
+    pid, tensor, start, count, x, g, d, v = _chunk(
+        records, chunks, X, D, D, COMPUTE, ALIGNED, CHUNK
+    )
     lr = _hyper(table, H_LR, COMPUTE)
     weight_decay = _hyper(table, H_WEIGHT_DECAY, COMPUTE)
     weight = tl.load(weights + tensor)
@@ -179,14 +228,30 @@ def _sgd_update_kernel(table, records, chunks, weights,
 
 # -------------------------------------------------------------------------------- AM-AdamW
 @triton.jit
-def _adamw_sums_kernel(table, records, chunks, constants, partials, tensors, first_steps,
-                       X: tl.constexpr, D: tl.constexpr, V: tl.constexpr,
-                       COMPUTE: tl.constexpr, DECAY: tl.constexpr, COMPAT: tl.constexpr,
-                       BLOCK: tl.constexpr, CHUNK: tl.constexpr):
+def _adamw_sums_kernel(
+    table,
+    records,
+    chunks,
+    constants,
+    partials,
+    tensors,
+    first_steps,
+    X: tl.constexpr,
+    D: tl.constexpr,
+    V: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    DECAY: tl.constexpr,
+    COMPAT: tl.constexpr,
+    ALIGNED: tl.constexpr,
+    BLOCK: tl.constexpr,
+    CHUNK: tl.constexpr,
+):
     """amadamw_block_sums of one chunk: advance v and add <g, d / P_last + mu x>,
     <x, d - g>, <M (d - g), g + lambd P d> and <d - g, M (d - g)>, M = 1 / (P (1 + lambd P)),
     P_last = P_{t-1} (displacement gap) or P_t (compat). A first step only advances v."""
-    pid, tensor, start, count, x, g, d, v = _chunk(records, chunks, X, D, V, COMPUTE)
+    pid, tensor, start, count, x, g, d, v = _chunk(
+        records, chunks, X, D, V, COMPUTE, ALIGNED, CHUNK
+    )
     beta2_wide = tl.load(table + H_BETA2).to(tl.float64, bitcast=True)
     beta2 = beta2_wide.to(COMPUTE)
     one_minus_beta2 = (1.0 - beta2_wide).to(COMPUTE)
@@ -244,12 +309,26 @@ def _adamw_sums_kernel(table, records, chunks, constants, partials, tensors, fir
 
 
 @triton.jit
-def _adamw_update_kernel(table, records, chunks, constants, one_minus_betas, tensors,
-                         X: tl.constexpr, D: tl.constexpr, V: tl.constexpr,
-                         COMPUTE: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr):
+def _adamw_update_kernel(
+    table,
+    records,
+    chunks,
+    constants,
+    one_minus_betas,
+    tensors,
+    X: tl.constexpr,
+    D: tl.constexpr,
+    V: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    ALIGNED: tl.constexpr,
+    BLOCK: tl.constexpr,
+    CHUNK: tl.constexpr,
+):
     """amadamw_tensor_step with P from the advanced v:
     d <- lerp(d, g, (1 - beta) / (1 + lambd P)); x <- (1 - mu lr) x - lr d / P."""
-    pid, tensor, start, count, x, g, d, v = _chunk(records, chunks, X, D, V, COMPUTE)
+    pid, tensor, start, count, x, g, d, v = _chunk(
+        records, chunks, X, D, V, COMPUTE, ALIGNED, CHUNK
+    )
     lr_wide = tl.load(table + H_LR).to(tl.float64, bitcast=True)
     mu_wide = tl.load(table + H_WEIGHT_DECAY).to(tl.float64, bitcast=True)
     lr = lr_wide.to(COMPUTE)
@@ -326,9 +405,12 @@ class _Step:
         if self.second_moment_key:
             self.dtypes["V"] = _DTYPES[second_moments[0].dtype]
         records, chunk_begins, chunks = array("q"), array("q", [0]), array("q")
+        self.aligned = True
         for x, g, d, v in zip(batch.params, grads, memories, second_moments):
             count = x.numel()
-            records.extend((x.data_ptr(), g.data_ptr(), d.data_ptr(), v.data_ptr(), count))
+            addresses = (x.data_ptr(), g.data_ptr(), d.data_ptr(), v.data_ptr())
+            self.aligned = self.aligned and not any(address % 16 for address in addresses)
+            records.extend((*addresses, count))
             for start in range(0, count, self.chunk):
                 chunks.extend((len(chunk_begins) - 1, start))
             chunk_begins.append(len(chunks) // 2)
@@ -340,7 +422,7 @@ class _Step:
         lr = batch.group["lr"]
         if isinstance(lr, Tensor) and lr.device.type != "cpu":
             # A device lr (a scheduler's tensor) is read by the kernels, never by the host.
-            self.table[H_LR : H_LR + 1].view(torch.float64).copy_(lr.reshape(1))
+            self.table[int(H_LR) : int(H_LR) + 1].view(torch.float64).copy_(lr.reshape(1))
         sections = [HYPER_FIELDS, len(records), len(chunk_begins), len(chunks)]
         _, self.records, self.chunk_begins, self.chunk_list = self.table.split(sections)
 
@@ -377,6 +459,7 @@ class _Step:
                 *args,
                 **self.dtypes,
                 **constants,
+                ALIGNED=self.aligned,
                 BLOCK=self.block,
                 CHUNK=self.chunk,
             )

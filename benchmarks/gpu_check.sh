@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Everything that needs a CUDA GPU, in one run: the Triton path's tests compiled on the device
+# (and the CUDA-only logging test), then the step-time benchmark on cuda. Logs go to $OUT.
+#   OUT=gpu-results bash benchmarks/gpu_check.sh
+set -u
+OUT=${OUT:-gpu-results}
+mkdir -p "$OUT"
+export PYTHONPATH=src PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" \
+    | tee -a "$OUT/gpu.txt"
+timeout 270 python -m pytest tests/test_triton.py tests/test_logging.py -q -p no:cacheprovider \
+    > "$OUT/pytest_cuda.log" 2>&1
+echo "pytest exit $?"; grep -E "passed|failed|^FAILED|^ERROR" "$OUT/pytest_cuda.log" | tail -20
+timeout 270 python benchmarks/step_time.py --device cuda --json > "$OUT/step_time_cuda.txt" 2>&1
+echo "step_time exit $?"; grep -v '^\[{' "$OUT/step_time_cuda.txt" | tail -60
