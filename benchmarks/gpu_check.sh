@@ -14,3 +14,25 @@ timeout 270 python -m pytest tests/test_triton.py tests/test_logging.py -q -p no
 echo "pytest exit $?"; grep -E "passed|failed|^FAILED|^ERROR" "$OUT/pytest_cuda.log" | tail -20
 timeout 270 python benchmarks/step_time.py --device cuda --json > "$OUT/step_time_cuda.txt" 2>&1
 echo "step_time exit $?"; grep -v '^\[{' "$OUT/step_time_cuda.txt" | tail -60
+# Where the host time of one AM-AdamW step goes (10M parameters, 98 tensors).
+timeout 120 python - > "$OUT/profile_cuda.txt" 2>&1 <<'PY'
+import sys
+import torch
+import adamem
+sys.path.insert(0, "benchmarks")
+import step_time
+step_time.DEVICE = torch.device("cuda")
+for name, factory in (("amadamw", adamem.AMAdamW), ("amsgd", adamem.AMSGD)):
+    opt = factory(step_time.make_parameters(step_time.gpt_shapes(10**7), 0), lr=1e-3)
+    for _ in range(5):
+        opt.step()
+    torch.cuda.synchronize()
+    activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=activities) as profile:
+        for _ in range(10):
+            opt.step()
+        torch.cuda.synchronize()
+    print(name)
+    print(profile.key_averages().table(sort_by="cpu_time_total", row_limit=30))
+PY
+echo "profile exit $?"

@@ -34,7 +34,7 @@ def quadratic_grads(params, step: int, seed: int = 1, skip_every: int = 0) -> No
     last parameter gets no gradient on every ``skip_every``-th step."""
     generator = torch.Generator().manual_seed(seed * 1000 + step)
     for index, p in enumerate(params):
-        noise = torch.randn(p.shape, generator=generator, dtype=torch.float64)
+        noise = torch.randn(p.shape, generator=generator, dtype=torch.float64).to(p.device)
         curvature = 0.5 + index
         p.grad = (curvature * p.detach().double() + 0.3 * noise).to(p.dtype)
     if skip_every and step % skip_every == 0:

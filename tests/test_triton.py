@@ -37,8 +37,9 @@ OPTIMIZERS = {
     ),
 }
 # Several chunks per tensor at the test chunk size, and several reduction rounds for the first.
-SHAPES = [(40, 30), (3,), (2, 2, 2), (1,), (257,)]
+SHAPES = [(20, 15), (3,), (2, 2, 2), (1,), (70,)]
 LRS = [0.05, 0.05, 0.02, 0.0, 0.08, 0.05]
+STEPS = 7  # past a skipped gradient (every third step) and an lr of 0
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,8 @@ def two_groups(params, scope):
     ]
 
 
-def trajectory(name, scope, fused, dtype, maximize=False, steps=8, **options):
+def trajectory(name, scope, fused, dtype, maximize=False, steps=None, **options):
+    steps = steps or STEPS
     params = device_params(dtype)
     opt = OPTIMIZERS[name](
         two_groups(params, scope),
@@ -117,11 +119,10 @@ def assert_equal_states(actual, expected, **tolerance):
 @pytest.mark.parametrize("scope", ["tensor", "group", "global"])
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_triton_equals_reference_float64(name, scope, kernels):
-    reference = trajectory(name, scope, False, torch.float64)
+    reference = trajectory(name, scope, False, torch.float64, maximize=scope == "group")
     assert not kernels
     fused = trajectory(name, scope, True, torch.float64, maximize=scope == "group")
-    reference = trajectory(name, scope, False, torch.float64, maximize=scope == "group")
-    assert len(kernels) == 2 * 8
+    assert len(kernels) == 2 * STEPS
     assert_equal_states(fused, reference, rtol=0, atol=1e-12)
 
 
@@ -204,7 +205,7 @@ def test_triton_group_with_mixed_dtypes_takes_the_torch_path(kernels, monkeypatc
     params = device_params(torch.float32)[:2] + device_params(torch.bfloat16)[2:]
     opt = adamem.AMAdamW(params, fused=True)
     quadratic_grads(params, 0)
-    with pytest.warns(RuntimeWarning, match="several dtypes"):
+    with pytest.warns(RuntimeWarning, match="one dtype per kind"):
         opt.step()
     assert not kernels
 

@@ -35,7 +35,12 @@ from torch import Tensor
 __all__ = ["Sharding", "all_reduce_block_sums", "all_reduce_partition_sums", "local", "localize"]
 
 
+_PLAIN_TYPES = (Tensor, torch.nn.Parameter)
+
+
 def is_dtensor(tensor: Any) -> bool:
+    if type(tensor) in _PLAIN_TYPES:  # the common case, without the lookups below
+        return False
     # No import: a DTensor can only exist once its module is loaded (importing
     # torch.distributed.tensor would add seconds to ``import adamem``).
     module = sys.modules.get("torch.distributed.tensor")

@@ -169,10 +169,10 @@ def _triton_step(batch: ParamBatch, kind: Kind) -> Any:
         from . import _triton
     except ImportError:
         return "Triton is not installed"
-    reason = _triton.rejection(batch, kind.memory_key, kind.second_moment_key)
-    if reason is not None:
-        return reason
-    return _triton.STEPS[kind.name](batch)
+    try:
+        return _triton.STEPS[kind.name](batch)
+    except _triton.Unsupported as reason:
+        return str(reason)
 
 
 def _cpu_step(batch: ParamBatch, kind: Kind) -> FusedStep | str | None:

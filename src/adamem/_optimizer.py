@@ -59,6 +59,9 @@ class ParamBatch:
     first_steps: int = 0
     scratch: dict[str, Any] = field(default_factory=dict)
     shardings: list[Sharding | None] = field(default_factory=list)
+    plain: bool = True
+    """No parameter is complex or a DTensor: stored tensors need no views (a faster
+    :meth:`state_list`)."""
 
     def __len__(self) -> int:
         return len(self.params)
@@ -66,6 +69,8 @@ class ParamBatch:
     def state_list(self, key: str, start: int = 0) -> list[Tensor]:
         """State entry ``key`` of each tensor from ``start`` on (real views of complex ones,
         local shards of DTensors)."""
+        if self.plain:
+            return [state[key] for state in self.states[start:]]
         return [real_view(local(state[key])) for state in self.states[start:]]
 
 
@@ -226,6 +231,7 @@ class AMOptimizer(Optimizer):
 
     def _collect(self, group: dict[str, Any], init_state: Callable[..., None]) -> ParamBatch:
         """Gather the tensors with a gradient, creating state on first sight (first in order)."""
+        plain = True
         fresh: list[tuple[Tensor, Tensor, dict[str, Any], Sharding | None]] = []
         seen: list[tuple[Tensor, Tensor, dict[str, Any], Sharding | None]] = []
         for param in group["params"]:
@@ -242,6 +248,7 @@ class AMOptimizer(Optimizer):
                     f"{type(self).__name__} optimises floating point tensors, got {param.dtype}"
                 )
             local_param, grad, sharding = localize(param, grad, type(self).__name__)
+            plain = plain and local_param is param and not param.is_complex()
             state = self.state[param]
             dtype = compute_dtype(param)
             if grad.dtype != dtype and not param.is_complex():
@@ -253,7 +260,7 @@ class AMOptimizer(Optimizer):
                 fresh.append((local_param, grad, state, sharding))
             else:
                 seen.append((local_param, grad, state, sharding))
-        batch = ParamBatch(group, first_steps=len(fresh))
+        batch = ParamBatch(group, first_steps=len(fresh), plain=plain)
         for param, grad, state, sharding in chain(fresh, seen):
             batch.params.append(real_view(param))
             batch.grads.append(real_view(grad))

@@ -1,25 +1,29 @@
-"""The fused CUDA path: each AM pass is one Triton kernel over all of a group's tensors.
+"""The fused CUDA path: an AM step in three Triton launches over all of a group's tensors.
 
-The torch paths launch a dozen kernels per step and read every tensor once per launch; these
-kernels make the two passes the model needs (ALGORITHMS.md §4), like the C kernels of the CPU
-path (:mod:`adamem._fused`):
+The torch paths launch a dozen kernels per tensor and read every tensor once per launch; on a
+GPU their cost is launches more than bytes. These kernels make the two passes the model needs
+(ALGORITHMS.md §4), like the C kernels of the CPU path (:mod:`adamem._fused`), and each pass
+covers every tensor of the group in one launch:
 
-1. ``sums`` advances ``v`` (AM-AdamW) and writes each chunk's partial inner products, and
-   ``reduce`` adds the partials of each tensor in a fixed order (deterministic);
-2. :func:`adamem.beta.block_betas` solves the betas from the per-tensor ``(a, b)``: the kernels
+1. ``sums`` advances ``v`` (AM-AdamW) and writes each chunk's partial inner products;
+   ``reduce`` adds each tensor's partials in a fixed order (deterministic), turns them into
+   the tensor's ``(a, b)`` and advances its step count and bias factor;
+2. :func:`adamem.beta.block_betas` solves the betas from the ``(a, b)`` in torch: the kernels
    never compute beta;
-3. ``update`` applies the betas to ``d`` and ``x``.
+3. ``update`` applies the betas to ``d`` and ``x`` and records beta, ``Pi`` and the lr.
 
-A launch covers every tensor of the group: the host uploads one int64 table per step (with
-``non_blocking`` from pinned memory, so the step never waits for the device) that lists each
-tensor's addresses and size, and chunks of ``CHUNK`` elements that the programs take one each.
-The per-tensor scalars (bias factors, past learning rates) stay 0-d tensors in the optimizer
-state and are computed with the same torch expressions as the reference path, so the kernels
-see bit-identical constants; only the element loops are new.
+The host uploads one int64 table per step (``non_blocking`` from pinned memory, so the step
+never waits for the device): the hyperparameters, a record per tensor (addresses of its
+arrays and of its 0-d state scalars, its size) and the chunks of ``CHUNK`` elements that the
+programs take one each. The kernels read and write the state scalars in place, so the state
+layout is the reference path's and checkpoints move freely between paths.
 
-Sums run in the compute dtype over a program's chunk and are combined in float64, as in the
-C kernels. Importing this module needs Triton; ``TRITON_INTERPRET=1`` runs the kernels on CPU
-tensors (the tests do so where no GPU is present).
+Arithmetic follows the reference functions in the compute dtype (float32, or float64 for
+double parameters), with IEEE division and square roots; bf16/fp16 tensors are read into and
+rounded back from float32. Sums run in the compute dtype over a program's chunk and are
+combined in float64, as in the C kernels. Importing this module needs Triton;
+``TRITON_INTERPRET=1`` runs the kernels on CPU tensors (the tests do so where no GPU is
+present).
 """
 
 from __future__ import annotations
@@ -32,22 +36,28 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from . import amadamw, amsgd
 from ._optimizer import ParamBatch
 
-__all__ = ["AdamWStep", "SGDStep", "rejection"]
+__all__ = ["STEPS", "AdamWStep", "SGDStep", "Unsupported"]
 
 BLOCK = 1024
 """Elements each program handles per loop iteration."""
 CHUNK = 16 * BLOCK
 """Elements per program: a tensor of ``n`` elements takes ``ceil(n / CHUNK)`` programs."""
 REDUCE_BLOCK = 256
+"""Partials a ``reduce`` program adds per loop iteration."""
 
-# The table's hyperparameters (float64 bit patterns in the int64 table), then its sections.
-# The kernels read them as compile-time constants.
-H_LR, H_BETA2, H_EPS, H_LAMBD, H_WEIGHT_DECAY = (tl.constexpr(field) for field in range(5))
-HYPER_FIELDS = 5
-RECORD_FIELDS = tl.constexpr(5)  # addresses of x, g, d, v, then the element count
+# The table starts with the hyperparameters, as float64 bit patterns.
+H_LR, H_CAP, H_BETA2, H_EPS, H_LAMBD, H_WEIGHT_DECAY, H_COMPAT_GAP = (
+    tl.constexpr(field) for field in range(7)
+)
+HYPER_FIELDS = 7
+# A tensor's record: the addresses of its arrays, its element count, the addresses of its
+# state scalars (0 where the optimizer has none).
+R_X, R_G, R_D, R_V, R_COUNT, R_STEP, R_BETA, R_BETA_PRODUCT, R_PREV_BC1, R_PREV_LR = (
+    tl.constexpr(field) for field in range(10)
+)
+RECORD_FIELDS = tl.constexpr(10)
 
 _DTYPES = {
     torch.float32: tl.float32,
@@ -59,9 +69,15 @@ _DTYPES = {
 
 # ---------------------------------------------------------------------------------- helpers
 @triton.jit
-def _hyper(table, field, dtype: tl.constexpr):
-    """Hyperparameter ``field`` of the table, given in float64, in ``dtype``."""
-    return tl.load(table + field).to(tl.float64, bitcast=True).to(dtype)
+def _hyper(table, field):
+    """Hyperparameter ``field`` of the table, in float64."""
+    return tl.load(table + field).to(tl.float64, bitcast=True)
+
+
+@triton.jit
+def _scalar(record, field, COMPUTE: tl.constexpr):
+    """The address of one of a tensor's 0-d state scalars (kept in the compute dtype)."""
+    return tl.load(record + field).to(tl.pointer_type(COMPUTE))
 
 
 @triton.jit
@@ -91,34 +107,12 @@ def _lerp(start, end, weight):
 
 
 @triton.jit
-def _chunk(
-    records,
-    chunks,
-    dtype_x: tl.constexpr,
-    dtype_d: tl.constexpr,
-    dtype_v: tl.constexpr,
-    compute: tl.constexpr,
-    ALIGNED: tl.constexpr,
-    CHUNK: tl.constexpr,
-):
-    """This program's tensor index, first element, element count and array pointers."""
-    pid = tl.program_id(0)
-    tensor = tl.load(chunks + 2 * pid)
-    start = tl.multiple_of(tl.load(chunks + 2 * pid + 1), CHUNK)
-    record = records + RECORD_FIELDS * tensor
-    x = tl.load(record).to(tl.pointer_type(dtype_x))
-    g = tl.load(record + 1).to(tl.pointer_type(compute))
-    d = tl.load(record + 2).to(tl.pointer_type(dtype_d))
-    v = tl.load(record + 3).to(tl.pointer_type(dtype_v))
-    if ALIGNED:
-        # Addresses read from memory are opaque to the compiler: without this promise (checked
-        # by the host) it would not issue wide vector loads.
-        x = tl.multiple_of(x, 16)
-        g = tl.multiple_of(g, 16)
-        d = tl.multiple_of(d, 16)
-        v = tl.multiple_of(v, 16)
-    count = tl.load(record + 4)
-    return pid, tensor, start, count, x, g, d, v
+def _inv_sqrt_bias_correction2(beta2, step, COMPUTE: tl.constexpr):
+    """``(1 - beta2^step) ** -0.5`` as amadamw_block_sums computes it in the compute dtype:
+    beta2 rounded to it first, then power and root in float64, each rounded back."""
+    beta2 = beta2.to(COMPUTE).to(tl.float64)
+    power = tl.exp2(step.to(tl.float64) * tl.log2(beta2)).to(COMPUTE)
+    return (1.0 / tl.sqrt((1 - power).to(tl.float64))).to(COMPUTE)
 
 
 @triton.jit
@@ -128,27 +122,52 @@ def _preconditioner(v, bias_correction1, inv_sqrt_bias_correction2, eps):
 
 
 @triton.jit
-def _reduce_kernel(
+def _chunk(
+    records,
+    chunks,
+    X: tl.constexpr,
+    D: tl.constexpr,
+    V: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    ALIGNED: tl.constexpr,
+    CHUNK: tl.constexpr,
+):
+    """This program's chunk: its number, tensor, first element, the tensor's record and
+    element count, and the addresses of x, g, d, v."""
+    pid = tl.program_id(0)
+    tensor = tl.load(chunks + 2 * pid)
+    start = tl.multiple_of(tl.load(chunks + 2 * pid + 1), CHUNK)
+    record = records + RECORD_FIELDS * tensor
+    x = tl.load(record + R_X).to(tl.pointer_type(X))
+    g = tl.load(record + R_G).to(tl.pointer_type(COMPUTE))
+    d = tl.load(record + R_D).to(tl.pointer_type(D))
+    v = tl.load(record + R_V).to(tl.pointer_type(V))
+    if ALIGNED:
+        # Addresses read from memory are opaque to the compiler: without this promise (checked
+        # by the host) it would not issue wide vector loads.
+        x = tl.multiple_of(x, 16)
+        g = tl.multiple_of(g, 16)
+        d = tl.multiple_of(d, 16)
+        v = tl.multiple_of(v, 16)
+    return pid, tensor, start, record, tl.load(record + R_COUNT), x, g, d, v
+
+
+@triton.jit
+def _chunk_sum(
     partials,
-    chunk_begins,
-    sums,
-    first_steps,
-    seen,
+    begin,
+    end,
+    term,
     TERMS: tl.constexpr,
     REDUCE_BLOCK: tl.constexpr,
     ROUNDS: tl.constexpr,
 ):
-    """``sums[term, s]``: the partials of tensor ``first_steps + s``, added in a fixed order.
-    ``ROUNDS * REDUCE_BLOCK`` covers the most chunks any tensor has."""
-    s = tl.program_id(0)
-    begin = tl.load(chunk_begins + first_steps + s)
-    end = tl.load(chunk_begins + first_steps + s + 1)
-    for term in tl.static_range(TERMS):
-        total = tl.zeros([REDUCE_BLOCK], tl.float64)
-        for round in range(ROUNDS):
-            index = begin + round * REDUCE_BLOCK + tl.arange(0, REDUCE_BLOCK)
-            total += tl.load(partials + index * TERMS + term, mask=index < end, other=0.0)
-        tl.store(sums + term * seen + s, tl.sum(total, axis=0))
+    """Partial ``term`` of chunks ``begin`` to ``end`` added in a fixed order, in float64."""
+    total = tl.zeros([REDUCE_BLOCK], tl.float64)
+    for turn in range(ROUNDS):
+        index = begin + turn * REDUCE_BLOCK + tl.arange(0, REDUCE_BLOCK)
+        total += tl.load(partials + index * TERMS + term, mask=index < end, other=0.0)
+    return tl.sum(total, axis=0)
 
 
 # ---------------------------------------------------------------------------------- AM-SGD
@@ -168,11 +187,11 @@ def _sgd_sums_kernel(
 ):
     """amsgd_block_sums of one chunk: <g, d>, <d - g, g + lambd d>, <d - g, d - g>, with
     g + weight_decay x as the gradient."""
-    pid, tensor, start, count, x, g, d, v = _chunk(
+    pid, tensor, start, record, count, x, g, d, v = _chunk(
         records, chunks, X, D, D, COMPUTE, ALIGNED, CHUNK
     )
-    lambd = _hyper(table, H_LAMBD, COMPUTE)
-    weight_decay = _hyper(table, H_WEIGHT_DECAY, COMPUTE)
+    lambd = _hyper(table, H_LAMBD).to(COMPUTE)
+    weight_decay = _hyper(table, H_WEIGHT_DECAY).to(COMPUTE)
     memory_dot = tl.zeros([BLOCK], COMPUTE)
     pull = tl.zeros([BLOCK], COMPUTE)
     curvature = tl.zeros([BLOCK], COMPUTE)
@@ -193,11 +212,42 @@ def _sgd_sums_kernel(
 
 
 @triton.jit
+def _sgd_reduce_kernel(
+    table,
+    records,
+    chunk_begins,
+    partials,
+    terms,
+    first_steps,
+    seen,
+    COMPUTE: tl.constexpr,
+    REDUCE_BLOCK: tl.constexpr,
+    ROUNDS: tl.constexpr,
+):
+    """amsgd_terms_from_dots for tensor ``first_steps + program``, with the gap
+    prev_lr <g, d>: ``terms`` gets a, then b."""
+    s = tl.program_id(0)
+    tensor = first_steps + s
+    record = records + RECORD_FIELDS * tensor
+    begin = tl.load(chunk_begins + tensor)
+    end = tl.load(chunk_begins + tensor + 1)
+    memory_dot = _chunk_sum(partials, begin, end, 0, 3, REDUCE_BLOCK, ROUNDS)
+    pull = _chunk_sum(partials, begin, end, 1, 3, REDUCE_BLOCK, ROUNDS)
+    curvature = _chunk_sum(partials, begin, end, 2, 3, REDUCE_BLOCK, ROUNDS)
+    lr = _hyper(table, H_LR)
+    lambd = _hyper(table, H_LAMBD)
+    prev_lr = tl.load(_scalar(record, R_PREV_LR, COMPUTE)).to(tl.float64)
+    tl.store(terms + s, (1 + lambd) * (prev_lr * memory_dot) - lr * pull)
+    tl.store(terms + seen + s, lr * curvature)
+
+
+@triton.jit
 def _sgd_update_kernel(
     table,
     records,
     chunks,
-    weights,
+    betas,
+    first_steps,
     X: tl.constexpr,
     D: tl.constexpr,
     COMPUTE: tl.constexpr,
@@ -206,14 +256,17 @@ def _sgd_update_kernel(
     BLOCK: tl.constexpr,
     CHUNK: tl.constexpr,
 ):
-    """amsgd_tensor_step: d <- lerp(d, g, weight); x <- x - lr d, with weight
-    (1 - beta) / (1 + lambd), or 1 on a first step (d = g)."""
-    pid, tensor, start, count, x, g, d, v = _chunk(
+    """amsgd_tensor_step: d <- lerp(d, g, (1 - beta) / (1 + lambd)); x <- x - lr d; a first
+    step takes d = g. The tensor's first chunk records beta and lr."""
+    pid, tensor, start, record, count, x, g, d, v = _chunk(
         records, chunks, X, D, D, COMPUTE, ALIGNED, CHUNK
     )
-    lr = _hyper(table, H_LR, COMPUTE)
-    weight_decay = _hyper(table, H_WEIGHT_DECAY, COMPUTE)
-    weight = tl.load(weights + tensor)
+    lr = _hyper(table, H_LR).to(COMPUTE)
+    lambd = _hyper(table, H_LAMBD)
+    weight_decay = _hyper(table, H_WEIGHT_DECAY).to(COMPUTE)
+    first = tensor < first_steps
+    beta = tl.load(betas + tensor - first_steps, mask=tensor >= first_steps, other=0.0)
+    weight = tl.where(first, 1.0, (1 - beta) / (1 + lambd)).to(COMPUTE)
     for offset in range(0, CHUNK, BLOCK):
         index = start + offset + tl.arange(0, BLOCK)
         mask = index < count
@@ -224,6 +277,10 @@ def _sgd_update_kernel(
         memory = _lerp(tl.load(d + index, mask=mask).to(COMPUTE), grad, weight)
         tl.store(d + index, memory.to(D), mask=mask)
         tl.store(x + index, (param - lr * memory).to(X), mask=mask)
+    if start == 0:
+        if tensor >= first_steps:
+            tl.store(_scalar(record, R_BETA, COMPUTE), beta.to(COMPUTE))
+        tl.store(_scalar(record, R_PREV_LR, COMPUTE), lr)
 
 
 # -------------------------------------------------------------------------------- AM-AdamW
@@ -232,9 +289,7 @@ def _adamw_sums_kernel(
     table,
     records,
     chunks,
-    constants,
     partials,
-    tensors,
     first_steps,
     X: tl.constexpr,
     D: tl.constexpr,
@@ -249,10 +304,10 @@ def _adamw_sums_kernel(
     """amadamw_block_sums of one chunk: advance v and add <g, d / P_last + mu x>,
     <x, d - g>, <M (d - g), g + lambd P d> and <d - g, M (d - g)>, M = 1 / (P (1 + lambd P)),
     P_last = P_{t-1} (displacement gap) or P_t (compat). A first step only advances v."""
-    pid, tensor, start, count, x, g, d, v = _chunk(
+    pid, tensor, start, record, count, x, g, d, v = _chunk(
         records, chunks, X, D, V, COMPUTE, ALIGNED, CHUNK
     )
-    beta2_wide = tl.load(table + H_BETA2).to(tl.float64, bitcast=True)
+    beta2_wide = _hyper(table, H_BETA2)
     beta2 = beta2_wide.to(COMPUTE)
     one_minus_beta2 = (1.0 - beta2_wide).to(COMPUTE)
     if tensor < first_steps:
@@ -264,13 +319,15 @@ def _adamw_sums_kernel(
             second_moment = beta2 * second_moment + one_minus_beta2 * grad * grad
             tl.store(v + index, second_moment.to(V), mask=mask)
     else:
-        eps = _hyper(table, H_EPS, COMPUTE)
-        lambd = _hyper(table, H_LAMBD, COMPUTE)
-        mu = _hyper(table, H_WEIGHT_DECAY, COMPUTE)
-        bias_correction1 = tl.load(constants + tensor)
-        inv_sqrt_bias_correction2 = tl.load(constants + tensors + tensor)
-        prev_bias_correction1 = tl.load(constants + 2 * tensors + tensor)
-        inv_sqrt_prev_bias_correction2 = tl.load(constants + 3 * tensors + tensor)
+        eps = _hyper(table, H_EPS).to(COMPUTE)
+        lambd = _hyper(table, H_LAMBD).to(COMPUTE)
+        mu = _hyper(table, H_WEIGHT_DECAY).to(COMPUTE)
+        step = tl.load(_scalar(record, R_STEP, COMPUTE))
+        beta_product = tl.load(_scalar(record, R_BETA_PRODUCT, COMPUTE))
+        bias_correction1 = 1 - _hyper(table, H_CAP).to(COMPUTE) * beta_product
+        inv_sqrt_bias_correction2 = _inv_sqrt_bias_correction2(beta2_wide, step + 1, COMPUTE)
+        prev_bias_correction1 = tl.load(_scalar(record, R_PREV_BC1, COMPUTE))
+        inv_sqrt_prev_bias_correction2 = _inv_sqrt_bias_correction2(beta2_wide, step, COMPUTE)
         gap = tl.zeros([BLOCK], COMPUTE)
         decay = tl.zeros([BLOCK], COMPUTE)
         pull = tl.zeros([BLOCK], COMPUTE)
@@ -309,13 +366,54 @@ def _adamw_sums_kernel(
 
 
 @triton.jit
+def _adamw_reduce_kernel(
+    table,
+    records,
+    chunk_begins,
+    partials,
+    terms,
+    first_steps,
+    seen,
+    COMPUTE: tl.constexpr,
+    REDUCE_BLOCK: tl.constexpr,
+    ROUNDS: tl.constexpr,
+):
+    """For every tensor: advance the step count and store this step's bias factor
+    1 - beta1_max Pi; past its first step, also amadamw_terms_from_dots with the gap of
+    gap_scale: ``terms`` gets a, then b."""
+    tensor = tl.program_id(0)
+    record = records + RECORD_FIELDS * tensor
+    step_address = _scalar(record, R_STEP, COMPUTE)
+    beta_product = tl.load(_scalar(record, R_BETA_PRODUCT, COMPUTE))
+    bias_correction1 = 1 - _hyper(table, H_CAP).to(COMPUTE) * beta_product
+    if tensor >= first_steps:
+        s = tensor - first_steps
+        begin = tl.load(chunk_begins + tensor)
+        end = tl.load(chunk_begins + tensor + 1)
+        gap_dot = _chunk_sum(partials, begin, end, 0, 4, REDUCE_BLOCK, ROUNDS)
+        decay = _chunk_sum(partials, begin, end, 1, 4, REDUCE_BLOCK, ROUNDS)
+        pull = _chunk_sum(partials, begin, end, 2, 4, REDUCE_BLOCK, ROUNDS)
+        curvature = _chunk_sum(partials, begin, end, 3, 4, REDUCE_BLOCK, ROUNDS)
+        lr = _hyper(table, H_LR)
+        mu = _hyper(table, H_WEIGHT_DECAY)
+        prev_lr = tl.load(_scalar(record, R_PREV_LR, COMPUTE)).to(tl.float64)
+        if _hyper(table, H_COMPAT_GAP) != 0:
+            gap_scale = (1 + mu * lr) * prev_lr
+        else:
+            gap_scale = prev_lr / (1 - mu * prev_lr)
+        tl.store(terms + s, gap_scale * gap_dot - lr * (mu * decay + pull))
+        tl.store(terms + seen + s, lr * curvature)
+    tl.store(step_address, tl.load(step_address) + 1)
+    tl.store(_scalar(record, R_PREV_BC1, COMPUTE), bias_correction1)
+
+
+@triton.jit
 def _adamw_update_kernel(
     table,
     records,
     chunks,
-    constants,
-    one_minus_betas,
-    tensors,
+    betas,
+    first_steps,
     X: tl.constexpr,
     D: tl.constexpr,
     V: tl.constexpr,
@@ -324,20 +422,26 @@ def _adamw_update_kernel(
     BLOCK: tl.constexpr,
     CHUNK: tl.constexpr,
 ):
-    """amadamw_tensor_step with P from the advanced v:
-    d <- lerp(d, g, (1 - beta) / (1 + lambd P)); x <- (1 - mu lr) x - lr d / P."""
-    pid, tensor, start, count, x, g, d, v = _chunk(
+    """amadamw_tensor_step with P from the advanced v (beta = beta1_max on a first step):
+    d <- lerp(d, g, (1 - beta) / (1 + lambd P)); x <- (1 - mu lr) x - lr d / P. The
+    tensor's first chunk records beta, Pi beta and lr."""
+    pid, tensor, start, record, count, x, g, d, v = _chunk(
         records, chunks, X, D, V, COMPUTE, ALIGNED, CHUNK
     )
-    lr_wide = tl.load(table + H_LR).to(tl.float64, bitcast=True)
-    mu_wide = tl.load(table + H_WEIGHT_DECAY).to(tl.float64, bitcast=True)
+    lr_wide = _hyper(table, H_LR)
     lr = lr_wide.to(COMPUTE)
-    decay_factor = (1.0 - mu_wide * lr_wide).to(COMPUTE)
-    eps = _hyper(table, H_EPS, COMPUTE)
-    lambd = _hyper(table, H_LAMBD, COMPUTE)
-    bias_correction1 = tl.load(constants + tensor)
-    inv_sqrt_bias_correction2 = tl.load(constants + tensors + tensor)
-    one_minus_beta = tl.load(one_minus_betas + tensor)
+    decay_factor = (1.0 - _hyper(table, H_WEIGHT_DECAY) * lr_wide).to(COMPUTE)
+    eps = _hyper(table, H_EPS).to(COMPUTE)
+    lambd = _hyper(table, H_LAMBD).to(COMPUTE)
+    # The reduce kernel stored this step's count and bias factor.
+    bias_correction1 = tl.load(_scalar(record, R_PREV_BC1, COMPUTE))
+    step = tl.load(_scalar(record, R_STEP, COMPUTE))
+    inv_sqrt_bias_correction2 = _inv_sqrt_bias_correction2(_hyper(table, H_BETA2), step, COMPUTE)
+    first = tensor < first_steps
+    beta = tl.load(betas + tensor - first_steps, mask=tensor >= first_steps, other=0.0)
+    beta = beta.to(COMPUTE)
+    beta = tl.where(first, _hyper(table, H_CAP).to(COMPUTE), beta)
+    one_minus_beta = 1 - beta
     for offset in range(0, CHUNK, BLOCK):
         index = start + offset + tl.arange(0, BLOCK)
         mask = index < count
@@ -349,74 +453,110 @@ def _adamw_update_kernel(
         tl.store(d + index, memory.to(D), mask=mask)
         param = tl.load(x + index, mask=mask).to(COMPUTE)
         tl.store(x + index, (decay_factor * param - lr * _divide(memory, p)).to(X), mask=mask)
+    if start == 0:
+        beta_product_address = _scalar(record, R_BETA_PRODUCT, COMPUTE)
+        tl.store(_scalar(record, R_BETA, COMPUTE), beta)
+        tl.store(beta_product_address, tl.load(beta_product_address) * beta)
+        tl.store(_scalar(record, R_PREV_LR, COMPUTE), lr)
 
 
 # ------------------------------------------------------------------------------------ host
-def rejection(batch: ParamBatch, memory_key: str, second_moment_key: str | None) -> str | None:
-    """Why ``batch`` cannot take the kernels (``None`` if it can).
-
-    The kernels trust every address in the table: each array must be contiguous on the
-    parameters' device with the parameter's element count, and each array kind (parameters,
-    memories, second moments) must share one dtype across the group, since the dtypes are
-    compile-time constants of the kernels.
-    """
-    device = batch.grads[0].device
-    memories = batch.state_list(memory_key)
-    second_moments = batch.state_list(second_moment_key) if second_moment_key else memories
-    kinds = {"parameter": batch.params, "memory": memories, "second moment": second_moments}
-    for name, tensors in kinds.items():
-        dtype = tensors[0].dtype
-        if dtype not in _DTYPES:
-            return f"a {name} tensor is {dtype}"
-        for tensor, x in zip(tensors, batch.params):
-            if tensor.dtype != dtype:
-                return f"the {name} tensors of the group have several dtypes"
-            if tensor.device != device or not tensor.is_contiguous():
-                return f"a {name} tensor is not contiguous on {device}"
-            if tensor.numel() != x.numel():
-                return f"a {name} tensor does not have its parameter's size"
-    if not all(g.is_contiguous() for g in batch.grads):
-        return "a gradient is not contiguous"
-    return None
+class Unsupported(Exception):
+    """The group cannot take the kernels; the message says why."""
 
 
 class _Step:
-    """What the two optimizers' kernel steps share: the table, the upload, the sums."""
+    """One group's step on the kernels: :meth:`block_sums` and :meth:`apply` are the
+    optimizer's ``_block_sums`` and ``_apply``. Subclasses name the state and the kernels."""
 
     terms: int
     memory_key: str
     second_moment_key: str | None
+    scalar_keys: dict[int, str]
+    """Record field -> state key of the optimizer's 0-d state scalars."""
+    sums_kernel: Any
+    reduce_kernel: Any
+    update_kernel: Any
 
     def __init__(self, batch: ParamBatch, hyper: tuple[float, ...]) -> None:
+        """Build and upload the table; raise :class:`Unsupported` if the kernels cannot take
+        ``batch``.
+
+        The kernels trust every address in the table: each array must be contiguous on the
+        gradients' device with the parameter's element count, each kind of array (parameters,
+        memories, second moments) must share one dtype across the group (the dtypes are
+        compile-time constants of the kernels), and each state scalar must be a tensor of the
+        compute dtype on that device. The checks are one expression because they run for
+        every tensor at every step.
+        """
         self.batch = batch
         self.chunk, self.block = CHUNK, BLOCK
         grads = batch.grads
         self.device = grads[0].device
-        self.compute = grads[0].dtype
+        compute = grads[0].dtype
         memories = batch.state_list(self.memory_key)
         second_moments = (
             batch.state_list(self.second_moment_key) if self.second_moment_key else memories
         )
+        dtypes = (batch.params[0].dtype, memories[0].dtype, second_moments[0].dtype)
+        for dtype in (*dtypes, compute):
+            if dtype not in _DTYPES:
+                raise Unsupported(f"a parameter, gradient or state tensor is {dtype}")
+        x_dtype, d_dtype, v_dtype = dtypes
         self.dtypes = {
-            "X": _DTYPES[batch.params[0].dtype],
-            "D": _DTYPES[memories[0].dtype],
-            "COMPUTE": _DTYPES[self.compute],
+            "X": _DTYPES[x_dtype],
+            "D": _DTYPES[d_dtype],
+            "COMPUTE": _DTYPES[compute],
         }
         if self.second_moment_key:
-            self.dtypes["V"] = _DTYPES[second_moments[0].dtype]
+            self.dtypes["V"] = _DTYPES[v_dtype]
+        device = grads[0].get_device()
+        scalar_fields = [
+            self.scalar_keys.get(field) for field in range(int(R_STEP), int(RECORD_FIELDS))
+        ]
         records, chunk_begins, chunks = array("q"), array("q", [0]), array("q")
         self.aligned = True
-        for x, g, d, v in zip(batch.params, grads, memories, second_moments):
+        for x, g, d, v, state in zip(batch.params, grads, memories, second_moments, batch.states):
             count = x.numel()
+            if not (
+                x.dtype is x_dtype
+                and d.dtype is d_dtype
+                and v.dtype is v_dtype
+                and g.dtype is compute
+                and x.get_device() == device
+                and d.get_device() == device
+                and v.get_device() == device
+                and x.is_contiguous()
+                and g.is_contiguous()  # the grad setter gave it the parameter's shape
+                and d.is_contiguous()
+                and v.is_contiguous()
+                and d.numel() == count
+                and v.numel() == count
+            ):
+                raise Unsupported(
+                    "the kernels need contiguous tensors on one device, with one dtype per kind "
+                    "(parameters, each state buffer) across the group"
+                )
             addresses = (x.data_ptr(), g.data_ptr(), d.data_ptr(), v.data_ptr())
             self.aligned = self.aligned and not any(address % 16 for address in addresses)
-            records.extend((*addresses, count))
-            for start in range(0, count, self.chunk):
+            records.extend(addresses)
+            records.append(count)
+            for key in scalar_fields:
+                if key is None:
+                    records.append(0)
+                    continue
+                scalar = state[key]
+                if scalar.dtype is not compute or scalar.get_device() != device:
+                    raise Unsupported(f"state {key!r} is not a {compute} tensor on the device")
+                records.append(scalar.data_ptr())
+            # A tensor without elements still takes a program: it records the step.
+            for start in range(0, max(count, 1), self.chunk):
                 chunks.extend((len(chunk_begins) - 1, start))
             chunk_begins.append(len(chunks) // 2)
         self.chunks = len(chunks) // 2
         self.most_chunks = max(b - a for a, b in zip(chunk_begins, chunk_begins[1:]))
         self.tensors = len(batch)
+        self.seen = self.tensors - batch.first_steps
         table = array("q", array("d", hyper).tobytes()) + records + chunk_begins + chunks
         self.table = _upload(table, self.device)
         lr = batch.group["lr"]
@@ -426,164 +566,141 @@ class _Step:
         sections = [HYPER_FIELDS, len(records), len(chunk_begins), len(chunks)]
         _, self.records, self.chunk_begins, self.chunk_list = self.table.split(sections)
 
-    def _reduce(self, partials: Tensor) -> Tensor | None:
-        """Per-tensor sums ``[terms, tensors past their first step]`` in float64."""
-        first_steps = self.batch.first_steps
-        seen = self.tensors - first_steps
-        if not seen:
-            return None
-        sums = torch.empty(self.terms, seen, dtype=torch.float64, device=self.device)
-        rounds = -(-self.most_chunks // REDUCE_BLOCK)
-        _reduce_kernel[(seen,)](
-            partials,
-            self.chunk_begins,
-            sums,
-            first_steps,
-            seen,
-            TERMS=self.terms,
-            REDUCE_BLOCK=REDUCE_BLOCK,
-            # A power of two: a model compiles the kernel for one or two values at most.
-            ROUNDS=triton.next_power_of_2(max(rounds, 1)),
-        )
-        return sums
-
-    def _partials(self) -> Tensor:
-        return torch.empty(self.chunks, self.terms, dtype=torch.float64, device=self.device)
-
-    def _launch(self, kernel: Any, *args: Any, **constants: Any) -> None:
-        if self.chunks:
-            kernel[(self.chunks,)](
+    def block_sums(self) -> tuple[Tensor, Tensor] | None:
+        """The sums pass and the reduction: the ``(a, b)`` of the tensors past their first
+        step (float64), or ``None`` if there is none."""
+        partials = torch.empty(self.chunks, self.terms, dtype=torch.float64, device=self.device)
+        self._launch_chunks(self.sums_kernel, partials, *self._sums_arguments())
+        terms = torch.empty(2, self.seen, dtype=torch.float64, device=self.device)
+        grid = self._reduce_grid()
+        if grid:
+            rounds = max(-(-self.most_chunks // REDUCE_BLOCK), 1)
+            self.reduce_kernel[(grid,)](
                 self.table,
                 self.records,
-                self.chunk_list,
-                *args,
-                **self.dtypes,
-                **constants,
-                ALIGNED=self.aligned,
-                BLOCK=self.block,
-                CHUNK=self.chunk,
+                self.chunk_begins,
+                partials,
+                terms,
+                self.batch.first_steps,
+                self.seen,
+                COMPUTE=self.dtypes["COMPUTE"],
+                REDUCE_BLOCK=REDUCE_BLOCK,
+                # A power of two: a model compiles the kernel for one or two values at most.
+                ROUNDS=triton.next_power_of_2(rounds),
             )
+        if not self.seen:
+            return None
+        a, b = terms.unbind()
+        return a, b
 
+    def apply(self, betas: Tensor | None) -> None:
+        """The update pass, with one beta per tensor past its first step."""
+        if betas is None:  # only first steps: the kernel reads no beta
+            betas = torch.empty(1, dtype=torch.float64, device=self.device)
+        betas = betas.to(torch.float64).contiguous()
+        self._launch_chunks(self.update_kernel, betas, self.batch.first_steps)
 
-def _upload(table: array, device: torch.device) -> Tensor:
-    """Copy ``table`` to ``device`` without waiting: from pinned memory, ``non_blocking``."""
-    host = torch.frombuffer(table, dtype=torch.int64)
-    if device.type == "cpu":  # the interpreter runs the kernels on CPU tensors
-        return host.clone()
-    return host.pin_memory().to(device, non_blocking=True)
+    def _sums_arguments(self) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def _reduce_grid(self) -> int:
+        raise NotImplementedError
+
+    def _launch_chunks(self, kernel: Any, *args: Any, **constants: Any) -> None:
+        kernel[(self.chunks,)](
+            self.table,
+            self.records,
+            self.chunk_list,
+            *args,
+            **self.dtypes,
+            **constants,
+            **self._constants(kernel),
+            ALIGNED=self.aligned,
+            BLOCK=self.block,
+            CHUNK=self.chunk,
+        )
+
+    def _constants(self, kernel: Any) -> dict[str, Any]:
+        return {}
 
 
 class SGDStep(_Step):
-    """One AM-SGD group's step on the kernels (the optimizer's ``_block_sums``/``_apply``)."""
+    """AM-SGD: weight decay enters the gradient in both passes."""
 
     terms = 3
     memory_key = "momentum_buffer"
     second_moment_key = None
+    scalar_keys = {int(R_BETA): "beta", int(R_PREV_LR): "prev_lr"}
 
     def __init__(self, batch: ParamBatch) -> None:
         group = batch.group
-        hyper = (_host_lr(group["lr"]), 0.0, 0.0, group["lambd"], group["weight_decay"])
-        super().__init__(batch, hyper)
-        self.decay = group["weight_decay"] != 0
+        lr = _host_lr(group["lr"])
+        super().__init__(batch, (lr, 0.0, 0.0, 0.0, group["lambd"], group["weight_decay"], 0.0))
+        self.sums_kernel = _sgd_sums_kernel
+        self.reduce_kernel = _sgd_reduce_kernel
+        self.update_kernel = _sgd_update_kernel
 
     def block_sums(self) -> tuple[Tensor, Tensor] | None:
-        batch, group = self.batch, self.batch.group
-        if self.tensors == batch.first_steps:
+        if not self.seen:  # first steps have no sums
             return None
-        partials = self._partials()
-        # First steps get partials too (of d = 0): fewer branches, and _reduce skips them.
-        self._launch(_sgd_sums_kernel, partials, DECAY=self.decay)
-        memory_dot, pull, curvature = self._reduce(partials).unbind()
-        prev_lrs = torch.stack(batch.state_list("prev_lr", batch.first_steps))
-        return amsgd.amsgd_terms_from_dots(
-            prev_lrs * memory_dot, pull, curvature, lr=group["lr"], lambd=group["lambd"]
-        )
+        return super().block_sums()
 
-    def apply(self, betas: Tensor | None) -> None:
-        batch, group = self.batch, self.batch.group
-        weights = torch.ones(batch.first_steps, dtype=self.compute, device=self.device)
-        if betas is not None:
-            seen_weights = (1 - betas.to(self.compute)) / (1 + group["lambd"])
-            weights = torch.cat([weights, seen_weights])
-        self._launch(_sgd_update_kernel, weights, DECAY=self.decay)
-        amsgd.record_betas(batch, betas)
+    def _sums_arguments(self) -> tuple[Any, ...]:
+        # First steps get partials too (of d = 0): fewer branches, and the reduction skips them.
+        return ()
+
+    def _reduce_grid(self) -> int:
+        return self.seen
+
+    def _constants(self, kernel: Any) -> dict[str, Any]:
+        return {"DECAY": self.batch.group["weight_decay"] != 0}
 
 
 class AdamWStep(_Step):
-    """One AM-AdamW group's step on the kernels (the optimizer's ``_block_sums``/``_apply``)."""
+    """AM-AdamW: the reduction also advances every tensor's step count and bias factor."""
 
     terms = 4
     memory_key = "exp_avg"
     second_moment_key = "exp_avg_sq"
+    scalar_keys = {
+        int(R_STEP): "step",
+        int(R_BETA): "beta",
+        int(R_BETA_PRODUCT): "beta_product",
+        int(R_PREV_BC1): "prev_bias_correction1",
+        int(R_PREV_LR): "prev_lr",
+    }
 
     def __init__(self, batch: ParamBatch) -> None:
         group = batch.group
-        self.cap, self.beta2 = group["betas"]
+        cap, beta2 = group["betas"]
         hyper = (
             _host_lr(group["lr"]),
-            self.beta2,
+            cap,
+            beta2,
             group["eps"],
             group["lambd"],
             group["weight_decay"],
+            float(group["gap_estimate"] == "compat"),
         )
         super().__init__(batch, hyper)
-        self.constants: Tensor | None = None
+        self.sums_kernel = _adamw_sums_kernel
+        self.reduce_kernel = _adamw_reduce_kernel
+        self.update_kernel = _adamw_update_kernel
 
-    def block_sums(self) -> tuple[Tensor, Tensor] | None:
-        batch, group = self.batch, self.batch.group
-        first_steps = batch.first_steps
-        keys = ("step", "beta_product", "prev_bias_correction1", "prev_lr")
-        scalars = [batch.state_list(key) for key in keys]
-        steps, beta_products, prev_bias_corrections1, prev_lrs = torch.stack(
-            [scalar for column in scalars for scalar in column]
-        ).view(len(keys), self.tensors)
-        # The per-tensor scalars of amadamw_block_sums, with its expressions.
-        step_counts = steps + 1
-        bias_corrections1 = 1 - self.cap * beta_products
-        self.constants = torch.stack(
-            [
-                bias_corrections1,
-                (1 - self.beta2**step_counts) ** -0.5,
-                prev_bias_corrections1,
-                (1 - self.beta2 ** (step_counts - 1)) ** -0.5,
-            ]
-        )
-        torch._foreach_copy_(
-            scalars[0] + scalars[2], list(torch.cat([step_counts, bias_corrections1]).unbind())
-        )
-        partials = self._partials()
-        self._launch(
-            _adamw_sums_kernel,
-            self.constants,
-            partials,
-            self.tensors,
-            first_steps,
-            DECAY=group["weight_decay"] != 0,
-            COMPAT=group["gap_estimate"] == "compat",
-        )
-        sums = self._reduce(partials)
-        if sums is None:
-            return None
-        gap_dot, decay, pull, curvature = sums.unbind()
-        scale = amadamw.gap_scale(
-            prev_lrs[first_steps:],
-            lr=group["lr"],
-            weight_decay=group["weight_decay"],
-            gap_estimate=group["gap_estimate"],
-        )
-        return amadamw.amadamw_terms_from_dots(
-            scale * gap_dot,
-            decay,
-            pull,
-            curvature,
-            lr=group["lr"],
-            weight_decay=group["weight_decay"],
-        )
+    def _sums_arguments(self) -> tuple[Any, ...]:
+        return (self.batch.first_steps,)
 
-    def apply(self, betas: Tensor | None) -> None:
-        all_betas = amadamw.betas_with_first_steps(self.batch, betas, self.cap)
-        self._launch(_adamw_update_kernel, self.constants, 1 - all_betas, self.tensors)
-        amadamw.record_betas(self.batch, all_betas)
+    def _reduce_grid(self) -> int:
+        return self.tensors
+
+    def _constants(self, kernel: Any) -> dict[str, Any]:
+        if kernel is _adamw_sums_kernel:
+            group = self.batch.group
+            return {
+                "DECAY": group["weight_decay"] != 0,
+                "COMPAT": group["gap_estimate"] == "compat",
+            }
+        return {}
 
 
 STEPS: dict[str, type[_Step]] = {"sgd": SGDStep, "adamw": AdamWStep}
@@ -594,3 +711,11 @@ def _host_lr(lr: float | Tensor) -> float:
     if isinstance(lr, Tensor) and lr.device.type != "cpu":
         return 0.0
     return float(lr)
+
+
+def _upload(table: array, device: torch.device) -> Tensor:
+    """Copy ``table`` to ``device`` without waiting: from pinned memory, ``non_blocking``."""
+    host = torch.frombuffer(table, dtype=torch.int64)
+    if device.type == "cpu":  # the interpreter runs the kernels on CPU tensors
+        return host.clone()
+    return host.pin_memory().to(device, non_blocking=True)

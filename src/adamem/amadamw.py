@@ -57,11 +57,9 @@ __all__ = [
     "amadamw_terms",
     "amadamw_terms_from_dots",
     "amadamw_update",
-    "betas_with_first_steps",
     "compat_gap",
     "displacement_gap",
     "gap_scale",
-    "record_betas",
 ]
 
 GapEstimate = Literal["displacement", "compat"]
@@ -238,7 +236,11 @@ class AMAdamW(AMOptimizer):
             batch.scratch["fused"].apply(betas)
             return
         group = batch.group
-        all_betas = betas_with_first_steps(batch, betas, self._beta_cap(group))
+        cap = self._beta_cap(group)
+        like = batch.grads[0]
+        all_betas = torch.full((batch.first_steps,), cap, dtype=like.dtype, device=like.device)
+        if betas is not None:
+            all_betas = torch.cat([all_betas, betas.to(like.device, like.dtype)])
         amadamw_update(
             batch.params,
             batch.grads,
@@ -250,24 +252,10 @@ class AMAdamW(AMOptimizer):
             lambd=group["lambd"],
             foreach=batch.scratch["foreach"],
         )
-        record_betas(batch, all_betas)
-
-
-def betas_with_first_steps(batch: ParamBatch, betas: Tensor | None, cap: float) -> Tensor:
-    """One beta per tensor of ``batch`` in the compute dtype: ``cap`` on a first step."""
-    like = batch.grads[0]
-    all_betas = torch.full((batch.first_steps,), cap, dtype=like.dtype, device=like.device)
-    if betas is None:
-        return all_betas
-    return torch.cat([all_betas, betas.to(like.device, like.dtype)])
-
-
-def record_betas(batch: ParamBatch, all_betas: Tensor) -> None:
-    """Store each tensor's beta, fold it into ``Pi`` and remember this step's lr."""
-    beta_list = list(all_betas.unbind())
-    torch._foreach_copy_(batch.state_list("beta"), beta_list)
-    torch._foreach_mul_(batch.state_list("beta_product"), beta_list)
-    ops.fill(batch.state_list("prev_lr"), batch.group["lr"])
+        beta_list = list(all_betas.unbind())
+        torch._foreach_copy_(batch.state_list("beta"), beta_list)
+        torch._foreach_mul_(batch.state_list("beta_product"), beta_list)
+        ops.fill(batch.state_list("prev_lr"), group["lr"])
 
 
 def amadamw_block_sums(

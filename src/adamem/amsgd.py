@@ -48,7 +48,6 @@ __all__ = [
     "amsgd_terms",
     "amsgd_terms_from_dots",
     "amsgd_update",
-    "record_betas",
 ]
 
 
@@ -183,14 +182,9 @@ class AMSGD(AMOptimizer):
             lambd=batch.group["lambd"],
             foreach=batch.scratch["foreach"],
         )
-        record_betas(batch, betas)
-
-
-def record_betas(batch: ParamBatch, betas: Tensor | None) -> None:
-    """Store the betas of the tensors past their first step and remember this step's lr."""
-    if betas is not None:
-        torch._foreach_copy_(batch.state_list("beta", batch.first_steps), list(betas.unbind()))
-    ops.fill(batch.state_list("prev_lr"), batch.group["lr"])
+        if betas is not None:
+            torch._foreach_copy_(batch.state_list("beta", batch.first_steps), list(betas.unbind()))
+        ops.fill(batch.state_list("prev_lr"), batch.group["lr"])
 
 
 def amsgd_block_sums(
