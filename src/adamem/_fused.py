@@ -32,7 +32,16 @@ from torch import Tensor
 from . import _jit
 from ._optimizer import ParamBatch, check_flag
 
-__all__ = ["ADAMW", "SGD", "FusedStep", "Kind", "plan", "uses_triton", "validate_fused"]
+__all__ = [
+    "ADAMW",
+    "SGD",
+    "FusedStep",
+    "Kind",
+    "fingerprint",
+    "plan",
+    "uses_triton",
+    "validate_fused",
+]
 
 # Record layout shared with am_kernels.c (its R_* enum); Kind.hyper follows its H_* enum.
 RECORD_FIELDS = 10
@@ -139,24 +148,55 @@ ADAMW = Kind(
 )
 
 
-def plan(batch: ParamBatch, kind: Kind) -> Any:
+def plan(batch: ParamBatch, kind: Kind, layouts: dict[int, tuple[tuple, Any]]) -> Any:
     """The fused step of ``batch`` (a :class:`FusedStep` on the CPU, a Triton step on CUDA),
     or ``None`` to take the torch path; ``fused=True`` warns once when the group cannot take
-    the fused path."""
+    the fused path.
+
+    ``layouts`` is the optimizer's cache of each group's last kernel layout (records and the
+    checks behind them), reused while the group's :func:`fingerprint` is unchanged: building
+    and checking it costs more than the rest of a step's host work.
+    """
     group = batch.group
     if group["fused"] is False or (group["fused"] is None and group["foreach"] is not None):
         return None
     if not len(batch) or torch.compiler.is_compiling():
         return None
-    if uses_triton(batch.grads[0].device):
-        step = _triton_step(batch, kind)
+    on_triton = uses_triton(batch.grads[0].device)
+    key = fingerprint(batch, kind)
+    cached = layouts.get(id(group))
+    if cached is not None and cached[0] == key:
+        layout = cached[1]
     else:
-        step = _cpu_step(batch, kind)
-    if isinstance(step, str):
-        if group["fused"]:
-            _jit.warn_once(f"adamem: fused=True, but {step}; using the torch path")
-        return None
-    return step
+        layout = _triton_layout(batch, kind) if on_triton else _records(batch, kind)
+        if isinstance(layout, str):
+            if group["fused"]:
+                _jit.warn_once(f"adamem: fused=True, but {layout}; using the torch path")
+            return None
+        layouts[id(group)] = (key, layout)
+    if on_triton:
+        from . import _triton
+
+        return _triton.STEPS[kind.name](batch, layout)
+    return _cpu_step(batch, kind, layout)
+
+
+def fingerprint(batch: ParamBatch, kind: Kind) -> tuple:
+    """What a group's kernel layout depends on and can change from step to step: which
+    tensors take part, their addresses (state scalars too) and sizes, and whether the
+    parameters and gradients are contiguous. A tensor cannot change dtype or device without
+    new storage, so an unchanged fingerprint means the last layout's checks still hold."""
+    memories = batch.state_list(kind.memory_key)
+    second_moments = (
+        batch.state_list(kind.second_moment_key) if kind.second_moment_key else memories
+    )
+    scalar_keys = [key for key in kind.scalar_keys if key is not None]
+    parts: list[Any] = [batch.first_steps]
+    for x, g, d, v, state in zip(batch.params, batch.grads, memories, second_moments, batch.states):
+        parts += (x.data_ptr(), g.data_ptr(), d.data_ptr(), v.data_ptr(), x.numel())
+        parts += (x.is_contiguous(), g.is_contiguous())
+        parts += [state[key].data_ptr() for key in scalar_keys]
+    return tuple(parts)
 
 
 def uses_triton(device: torch.device) -> bool:
@@ -164,21 +204,18 @@ def uses_triton(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-def _triton_step(batch: ParamBatch, kind: Kind) -> Any:
+def _triton_layout(batch: ParamBatch, kind: Kind) -> Any:
     try:
         from . import _triton
     except ImportError:
         return "Triton is not installed"
     try:
-        return _triton.STEPS[kind.name](batch)
+        return _triton.layout(batch, kind)
     except _triton.Unsupported as reason:
         return str(reason)
 
 
-def _cpu_step(batch: ParamBatch, kind: Kind) -> FusedStep | str | None:
-    records = _records(batch, kind)
-    if isinstance(records, str):
-        return records
+def _cpu_step(batch: ParamBatch, kind: Kind, records: array) -> FusedStep | None:
     library = _jit.library()
     if library is None:
         return None  # _jit has warned

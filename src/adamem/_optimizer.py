@@ -85,8 +85,12 @@ def real_view(tensor: Tensor) -> Tensor:
 
 
 def scalar_state(value: LearningRate | float, like: Tensor) -> Tensor:
-    """A 0-d statistic on ``like``'s device in its compute dtype."""
-    return torch.as_tensor(value, dtype=compute_dtype(like), device=like.device).reshape(()).clone()
+    """A 0-d statistic on ``like``'s device in its compute dtype (made on the device: copying
+    a host scalar to a GPU would wait for it)."""
+    dtype = compute_dtype(like)
+    if isinstance(value, Tensor):
+        return value.detach().to(like.device, dtype, copy=True).reshape(())
+    return torch.full((), value, dtype=dtype, device=like.device)
 
 
 def use_foreach(group: dict[str, Any], params: list[Tensor]) -> bool:
@@ -148,6 +152,11 @@ class AMOptimizer(Optimizer):
     _statistic_keys: frozenset[str] = frozenset()
     _group_defaults: dict[str, Any] = {}
 
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        self._flat_partition_group: Any = None  # set_flat_partition_group
+        self._kernel_layouts: dict[int, tuple[tuple, Any]] = {}  # adamem._fused.plan's cache
+        super().__init__(params, defaults)
+
     # ----------------------------------------------------------------- parameter groups
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -175,6 +184,8 @@ class AMOptimizer(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self.__dict__.setdefault("_flat_partition_group", None)
+        self.__dict__.setdefault("_kernel_layouts", {})
         for group in self.param_groups:
             for key, value in self._group_defaults.items():
                 group.setdefault(key, value)
@@ -190,7 +201,7 @@ class AMOptimizer(Optimizer):
         batches = [self._prepare(group) for group in self.param_groups]
         sums = [self._block_sums(batch) if len(batch) else None for batch in batches]
         shardings = [batch.shardings[batch.first_steps :] for batch in batches]
-        partition_group = getattr(self, "_flat_partition_group", None)
+        partition_group = self._flat_partition_group
         if partition_group is None:
             sums = all_reduce_block_sums(sums, shardings)
         else:
@@ -243,15 +254,16 @@ class AMOptimizer(Optimizer):
                     f"{type(self).__name__} does not support sparse gradients; "
                     "use a dense gradient (e.g. nn.Embedding(sparse=False))"
                 )
-            if not param.is_floating_point() and not param.is_complex():
+            is_complex = param.is_complex()
+            if not is_complex and not param.is_floating_point():
                 raise TypeError(
                     f"{type(self).__name__} optimises floating point tensors, got {param.dtype}"
                 )
             local_param, grad, sharding = localize(param, grad, type(self).__name__)
-            plain = plain and local_param is param and not param.is_complex()
+            plain = plain and local_param is param and not is_complex
             state = self.state[param]
             dtype = compute_dtype(param)
-            if grad.dtype != dtype and not param.is_complex():
+            if not is_complex and grad.dtype != dtype:
                 grad = grad.to(dtype)  # .to is not free even when the dtype already matches
             if group["maximize"]:
                 grad = -grad
@@ -262,8 +274,8 @@ class AMOptimizer(Optimizer):
                 seen.append((local_param, grad, state, sharding))
         batch = ParamBatch(group, first_steps=len(fresh), plain=plain)
         for param, grad, state, sharding in chain(fresh, seen):
-            batch.params.append(real_view(param))
-            batch.grads.append(real_view(grad))
+            batch.params.append(param if plain else real_view(param))
+            batch.grads.append(grad if plain else real_view(grad))
             batch.states.append(state)
             batch.shardings.append(sharding)
         return batch

@@ -29,6 +29,7 @@ present).
 from __future__ import annotations
 
 from array import array
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,7 +39,7 @@ from torch import Tensor
 
 from ._optimizer import ParamBatch
 
-__all__ = ["STEPS", "AdamWStep", "SGDStep", "Unsupported"]
+__all__ = ["STEPS", "AdamWStep", "Layout", "SGDStep", "Unsupported", "layout"]
 
 BLOCK = 1024
 """Elements each program handles per loop iteration."""
@@ -53,7 +54,7 @@ H_LR, H_CAP, H_BETA2, H_EPS, H_LAMBD, H_WEIGHT_DECAY, H_COMPAT_GAP = (
 )
 HYPER_FIELDS = 7
 # A tensor's record: the addresses of its arrays, its element count, the addresses of its
-# state scalars (0 where the optimizer has none).
+# state scalars in the order of adamem._fused.Kind.scalar_keys (0 where the optimizer has none).
 R_X, R_G, R_D, R_V, R_COUNT, R_STEP, R_BETA, R_BETA_PRODUCT, R_PREV_BC1, R_PREV_LR = (
     tl.constexpr(field) for field in range(10)
 )
@@ -465,116 +466,133 @@ class Unsupported(Exception):
     """The group cannot take the kernels; the message says why."""
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where a group's tensors are: the part of the table that stays the same from step to
+    step while the tensors do (cached by :func:`adamem._fused.plan`)."""
+
+    body: array
+    """The records, each tensor's first chunk and the chunks, in the table's int64 layout."""
+    sections: tuple[int, int, int]
+    dtypes: dict[str, Any]
+    aligned: bool
+    chunks: int
+    most_chunks: int
+    chunk: int
+    block: int
+
+
+def layout(batch: ParamBatch, kind: Any) -> Layout:
+    """The :class:`Layout` of ``batch``; raises :class:`Unsupported` if the kernels cannot
+    take it.
+
+    The kernels trust every address in the table: each array must be contiguous on the
+    gradients' device with the parameter's element count, each kind of array (parameters,
+    memories, second moments) must share one dtype across the group (the dtypes are
+    compile-time constants of the kernels), and each state scalar must be a tensor of the
+    compute dtype on that device. The checks are one expression because they run for every
+    tensor whenever the group's tensors change.
+    """
+    grads = batch.grads
+    compute = grads[0].dtype
+    memories = batch.state_list(kind.memory_key)
+    second_moments = (
+        batch.state_list(kind.second_moment_key) if kind.second_moment_key else memories
+    )
+    dtypes = (batch.params[0].dtype, memories[0].dtype, second_moments[0].dtype)
+    for dtype in (*dtypes, compute):
+        if dtype not in _DTYPES:
+            raise Unsupported(f"a parameter, gradient or state tensor is {dtype}")
+    x_dtype, d_dtype, v_dtype = dtypes
+    kernel_dtypes = {"X": _DTYPES[x_dtype], "D": _DTYPES[d_dtype], "COMPUTE": _DTYPES[compute]}
+    if kind.second_moment_key:
+        kernel_dtypes["V"] = _DTYPES[v_dtype]
+    device = grads[0].get_device()
+    records, chunk_begins, chunks = array("q"), array("q", [0]), array("q")
+    aligned = True
+    for x, g, d, v, state in zip(batch.params, grads, memories, second_moments, batch.states):
+        count = x.numel()
+        if not (
+            x.dtype is x_dtype
+            and d.dtype is d_dtype
+            and v.dtype is v_dtype
+            and g.dtype is compute
+            and x.get_device() == device
+            and d.get_device() == device
+            and v.get_device() == device
+            and x.is_contiguous()
+            and g.is_contiguous()  # the grad setter gave it the parameter's shape
+            and d.is_contiguous()
+            and v.is_contiguous()
+            and d.numel() == count
+            and v.numel() == count
+        ):
+            raise Unsupported(
+                "the kernels need contiguous tensors on one device, with one dtype per kind "
+                "(parameters, each state buffer) across the group"
+            )
+        addresses = (x.data_ptr(), g.data_ptr(), d.data_ptr(), v.data_ptr())
+        aligned = aligned and not any(address % 16 for address in addresses)
+        records.extend(addresses)
+        records.append(count)
+        for key in kind.scalar_keys:
+            if key is None:
+                records.append(0)
+                continue
+            scalar = state[key]
+            if scalar.dtype is not compute or scalar.get_device() != device:
+                raise Unsupported(f"state {key!r} is not a {compute} tensor on the device")
+            records.append(scalar.data_ptr())
+        # A tensor without elements still takes a program: it records the step.
+        for start in range(0, max(count, 1), CHUNK):
+            chunks.extend((len(chunk_begins) - 1, start))
+        chunk_begins.append(len(chunks) // 2)
+    return Layout(
+        body=records + chunk_begins + chunks,
+        sections=(len(records), len(chunk_begins), len(chunks)),
+        dtypes=kernel_dtypes,
+        aligned=aligned,
+        chunks=len(chunks) // 2,
+        most_chunks=max(b - a for a, b in zip(chunk_begins, chunk_begins[1:])),
+        chunk=CHUNK,
+        block=BLOCK,
+    )
+
+
 class _Step:
     """One group's step on the kernels: :meth:`block_sums` and :meth:`apply` are the
-    optimizer's ``_block_sums`` and ``_apply``. Subclasses name the state and the kernels."""
+    optimizer's ``_block_sums`` and ``_apply``. Subclasses name the kernels."""
 
     terms: int
-    memory_key: str
-    second_moment_key: str | None
-    scalar_keys: dict[int, str]
-    """Record field -> state key of the optimizer's 0-d state scalars."""
     sums_kernel: Any
     reduce_kernel: Any
     update_kernel: Any
 
-    def __init__(self, batch: ParamBatch, hyper: tuple[float, ...]) -> None:
-        """Build and upload the table; raise :class:`Unsupported` if the kernels cannot take
-        ``batch``.
-
-        The kernels trust every address in the table: each array must be contiguous on the
-        gradients' device with the parameter's element count, each kind of array (parameters,
-        memories, second moments) must share one dtype across the group (the dtypes are
-        compile-time constants of the kernels), and each state scalar must be a tensor of the
-        compute dtype on that device. The checks are one expression because they run for
-        every tensor at every step.
-        """
+    def __init__(self, batch: ParamBatch, layout: Layout, hyper: tuple[float, ...]) -> None:
         self.batch = batch
-        self.chunk, self.block = CHUNK, BLOCK
-        grads = batch.grads
-        self.device = grads[0].device
-        compute = grads[0].dtype
-        memories = batch.state_list(self.memory_key)
-        second_moments = (
-            batch.state_list(self.second_moment_key) if self.second_moment_key else memories
-        )
-        dtypes = (batch.params[0].dtype, memories[0].dtype, second_moments[0].dtype)
-        for dtype in (*dtypes, compute):
-            if dtype not in _DTYPES:
-                raise Unsupported(f"a parameter, gradient or state tensor is {dtype}")
-        x_dtype, d_dtype, v_dtype = dtypes
-        self.dtypes = {
-            "X": _DTYPES[x_dtype],
-            "D": _DTYPES[d_dtype],
-            "COMPUTE": _DTYPES[compute],
-        }
-        if self.second_moment_key:
-            self.dtypes["V"] = _DTYPES[v_dtype]
-        device = grads[0].get_device()
-        scalar_fields = [
-            self.scalar_keys.get(field) for field in range(int(R_STEP), int(RECORD_FIELDS))
-        ]
-        records, chunk_begins, chunks = array("q"), array("q", [0]), array("q")
-        self.aligned = True
-        for x, g, d, v, state in zip(batch.params, grads, memories, second_moments, batch.states):
-            count = x.numel()
-            if not (
-                x.dtype is x_dtype
-                and d.dtype is d_dtype
-                and v.dtype is v_dtype
-                and g.dtype is compute
-                and x.get_device() == device
-                and d.get_device() == device
-                and v.get_device() == device
-                and x.is_contiguous()
-                and g.is_contiguous()  # the grad setter gave it the parameter's shape
-                and d.is_contiguous()
-                and v.is_contiguous()
-                and d.numel() == count
-                and v.numel() == count
-            ):
-                raise Unsupported(
-                    "the kernels need contiguous tensors on one device, with one dtype per kind "
-                    "(parameters, each state buffer) across the group"
-                )
-            addresses = (x.data_ptr(), g.data_ptr(), d.data_ptr(), v.data_ptr())
-            self.aligned = self.aligned and not any(address % 16 for address in addresses)
-            records.extend(addresses)
-            records.append(count)
-            for key in scalar_fields:
-                if key is None:
-                    records.append(0)
-                    continue
-                scalar = state[key]
-                if scalar.dtype is not compute or scalar.get_device() != device:
-                    raise Unsupported(f"state {key!r} is not a {compute} tensor on the device")
-                records.append(scalar.data_ptr())
-            # A tensor without elements still takes a program: it records the step.
-            for start in range(0, max(count, 1), self.chunk):
-                chunks.extend((len(chunk_begins) - 1, start))
-            chunk_begins.append(len(chunks) // 2)
-        self.chunks = len(chunks) // 2
-        self.most_chunks = max(b - a for a, b in zip(chunk_begins, chunk_begins[1:]))
+        self.layout = layout
+        self.device = batch.grads[0].device
         self.tensors = len(batch)
         self.seen = self.tensors - batch.first_steps
-        table = array("q", array("d", hyper).tobytes()) + records + chunk_begins + chunks
-        self.table = _upload(table, self.device)
+        self.table = _upload(array("q", array("d", hyper).tobytes()) + layout.body, self.device)
         lr = batch.group["lr"]
         if isinstance(lr, Tensor) and lr.device.type != "cpu":
             # A device lr (a scheduler's tensor) is read by the kernels, never by the host.
             self.table[int(H_LR) : int(H_LR) + 1].view(torch.float64).copy_(lr.reshape(1))
-        sections = [HYPER_FIELDS, len(records), len(chunk_begins), len(chunks)]
-        _, self.records, self.chunk_begins, self.chunk_list = self.table.split(sections)
+        _, self.records, self.chunk_begins, self.chunk_list = self.table.split(
+            [HYPER_FIELDS, *layout.sections]
+        )
 
     def block_sums(self) -> tuple[Tensor, Tensor] | None:
         """The sums pass and the reduction: the ``(a, b)`` of the tensors past their first
         step (float64), or ``None`` if there is none."""
-        partials = torch.empty(self.chunks, self.terms, dtype=torch.float64, device=self.device)
+        layout = self.layout
+        partials = torch.empty(layout.chunks, self.terms, dtype=torch.float64, device=self.device)
         self._launch_chunks(self.sums_kernel, partials, *self._sums_arguments())
         terms = torch.empty(2, self.seen, dtype=torch.float64, device=self.device)
         grid = self._reduce_grid()
         if grid:
-            rounds = max(-(-self.most_chunks // REDUCE_BLOCK), 1)
+            rounds = max(-(-layout.most_chunks // REDUCE_BLOCK), 1)
             self.reduce_kernel[(grid,)](
                 self.table,
                 self.records,
@@ -583,7 +601,7 @@ class _Step:
                 terms,
                 self.batch.first_steps,
                 self.seen,
-                COMPUTE=self.dtypes["COMPUTE"],
+                COMPUTE=layout.dtypes["COMPUTE"],
                 REDUCE_BLOCK=REDUCE_BLOCK,
                 # A power of two: a model compiles the kernel for one or two values at most.
                 ROUNDS=triton.next_power_of_2(rounds),
@@ -606,39 +624,37 @@ class _Step:
     def _reduce_grid(self) -> int:
         raise NotImplementedError
 
-    def _launch_chunks(self, kernel: Any, *args: Any, **constants: Any) -> None:
-        kernel[(self.chunks,)](
+    def _constants(self, kernel: Any) -> dict[str, Any]:
+        return {}
+
+    def _launch_chunks(self, kernel: Any, *args: Any) -> None:
+        layout = self.layout
+        kernel[(layout.chunks,)](
             self.table,
             self.records,
             self.chunk_list,
             *args,
-            **self.dtypes,
-            **constants,
+            **layout.dtypes,
             **self._constants(kernel),
-            ALIGNED=self.aligned,
-            BLOCK=self.block,
-            CHUNK=self.chunk,
+            ALIGNED=layout.aligned,
+            BLOCK=layout.block,
+            CHUNK=layout.chunk,
         )
-
-    def _constants(self, kernel: Any) -> dict[str, Any]:
-        return {}
 
 
 class SGDStep(_Step):
     """AM-SGD: weight decay enters the gradient in both passes."""
 
     terms = 3
-    memory_key = "momentum_buffer"
-    second_moment_key = None
-    scalar_keys = {int(R_BETA): "beta", int(R_PREV_LR): "prev_lr"}
+    sums_kernel = _sgd_sums_kernel
+    reduce_kernel = _sgd_reduce_kernel
+    update_kernel = _sgd_update_kernel
 
-    def __init__(self, batch: ParamBatch) -> None:
+    def __init__(self, batch: ParamBatch, layout: Layout) -> None:
         group = batch.group
         lr = _host_lr(group["lr"])
-        super().__init__(batch, (lr, 0.0, 0.0, 0.0, group["lambd"], group["weight_decay"], 0.0))
-        self.sums_kernel = _sgd_sums_kernel
-        self.reduce_kernel = _sgd_reduce_kernel
-        self.update_kernel = _sgd_update_kernel
+        hyper = (lr, 0.0, 0.0, 0.0, group["lambd"], group["weight_decay"], 0.0)
+        super().__init__(batch, layout, hyper)
 
     def block_sums(self) -> tuple[Tensor, Tensor] | None:
         if not self.seen:  # first steps have no sums
@@ -660,17 +676,11 @@ class AdamWStep(_Step):
     """AM-AdamW: the reduction also advances every tensor's step count and bias factor."""
 
     terms = 4
-    memory_key = "exp_avg"
-    second_moment_key = "exp_avg_sq"
-    scalar_keys = {
-        int(R_STEP): "step",
-        int(R_BETA): "beta",
-        int(R_BETA_PRODUCT): "beta_product",
-        int(R_PREV_BC1): "prev_bias_correction1",
-        int(R_PREV_LR): "prev_lr",
-    }
+    sums_kernel = _adamw_sums_kernel
+    reduce_kernel = _adamw_reduce_kernel
+    update_kernel = _adamw_update_kernel
 
-    def __init__(self, batch: ParamBatch) -> None:
+    def __init__(self, batch: ParamBatch, layout: Layout) -> None:
         group = batch.group
         cap, beta2 = group["betas"]
         hyper = (
@@ -682,10 +692,7 @@ class AdamWStep(_Step):
             group["weight_decay"],
             float(group["gap_estimate"] == "compat"),
         )
-        super().__init__(batch, hyper)
-        self.sums_kernel = _adamw_sums_kernel
-        self.reduce_kernel = _adamw_reduce_kernel
-        self.update_kernel = _adamw_update_kernel
+        super().__init__(batch, layout, hyper)
 
     def _sums_arguments(self) -> tuple[Any, ...]:
         return (self.batch.first_steps,)
@@ -694,13 +701,10 @@ class AdamWStep(_Step):
         return self.tensors
 
     def _constants(self, kernel: Any) -> dict[str, Any]:
-        if kernel is _adamw_sums_kernel:
-            group = self.batch.group
-            return {
-                "DECAY": group["weight_decay"] != 0,
-                "COMPAT": group["gap_estimate"] == "compat",
-            }
-        return {}
+        if kernel is not _adamw_sums_kernel:
+            return {}
+        group = self.batch.group
+        return {"DECAY": group["weight_decay"] != 0, "COMPAT": group["gap_estimate"] == "compat"}
 
 
 STEPS: dict[str, type[_Step]] = {"sgd": SGDStep, "adamw": AdamWStep}
@@ -718,4 +722,6 @@ def _upload(table: array, device: torch.device) -> Tensor:
     host = torch.frombuffer(table, dtype=torch.int64)
     if device.type == "cpu":  # the interpreter runs the kernels on CPU tensors
         return host.clone()
-    return host.pin_memory().to(device, non_blocking=True)
+    # Not host.pin_memory(): its is_pinned check alone costs more than the rest of the upload.
+    pinned = torch.empty(len(table), dtype=torch.int64, pin_memory=True).copy_(host)
+    return pinned.to(device, non_blocking=True)

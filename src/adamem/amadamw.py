@@ -187,7 +187,7 @@ class AMAdamW(AMOptimizer):
             state["prev_lr"] = scalar_state(group["lr"], param)
 
         batch = self._collect(group, init_state)
-        batch.scratch["fused"] = _fused.plan(batch, _fused.ADAMW)
+        batch.scratch["fused"] = _fused.plan(batch, _fused.ADAMW, self._kernel_layouts)
         batch.scratch["foreach"] = use_foreach(group, batch.params)
         return batch
 

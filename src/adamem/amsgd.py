@@ -146,7 +146,7 @@ class AMSGD(AMOptimizer):
 
         batch = self._collect(group, init_state)
         # The kernels add weight_decay * x to the gradient themselves, in both passes.
-        batch.scratch["fused"] = _fused.plan(batch, _fused.SGD)
+        batch.scratch["fused"] = _fused.plan(batch, _fused.SGD, self._kernel_layouts)
         batch.scratch["foreach"] = use_foreach(group, batch.params)
         if group["weight_decay"] != 0 and len(batch) and batch.scratch["fused"] is None:
             params = ops.in_dtype(batch.params, [g.dtype for g in batch.grads])
