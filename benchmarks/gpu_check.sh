@@ -12,6 +12,8 @@ python -c "import torch, triton; print('torch', torch.__version__, 'triton', tri
 timeout 270 python -m pytest tests/test_triton.py tests/test_logging.py -q -p no:cacheprovider \
     > "$OUT/pytest_cuda.log" 2>&1
 echo "pytest exit $?"; grep -E "passed|failed|^FAILED|^ERROR" "$OUT/pytest_cuda.log" | tail -20
+timeout 150 python benchmarks/triton_configs.py > "$OUT/triton_configs.txt" 2>&1
+echo "triton_configs exit $?"; tail -14 "$OUT/triton_configs.txt"
 timeout 270 python benchmarks/step_time.py --device cuda --json > "$OUT/step_time_cuda.txt" 2>&1
 echo "step_time exit $?"; grep -v '^\[{' "$OUT/step_time_cuda.txt" | tail -60
 # Where the host and device time of AM steps go (50M parameters, 98 tensors).

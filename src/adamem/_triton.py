@@ -29,7 +29,6 @@ present).
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -47,6 +46,13 @@ CHUNK = 16 * BLOCK
 """Elements per program: a tensor of ``n`` elements takes ``ceil(n / CHUNK)`` programs."""
 REDUCE_BLOCK = 256
 """Partials a ``reduce`` program adds per loop iteration."""
+NUM_WARPS = 4
+"""Warps per program of the two passes."""
+PRECISE_SUMS = False
+"""Whether AM-AdamW's float32 sums pass divides and takes roots in IEEE arithmetic, as torch
+does. With its five divisions and roots per element that pass is bound by arithmetic rather
+than memory on a GPU; the fast versions (within 2 ulp) change its inner products by rounding
+only. The update pass, which writes the parameters and state, is IEEE throughout."""
 
 # The table starts with the hyperparameters, as float64 bit patterns.
 H_LR, H_CAP, H_BETA2, H_EPS, H_LAMBD, H_WEIGHT_DECAY, H_COMPAT_GAP = (
@@ -82,18 +88,20 @@ def _scalar(record, field, COMPUTE: tl.constexpr):
 
 
 @triton.jit
-def _divide(x, y):
-    """IEEE division, as torch's kernels divide (Triton's fp32 ``/`` is approximate)."""
-    if x.dtype == tl.float64:
+def _divide(x, y, PRECISE: tl.constexpr):
+    """IEEE division as torch divides, or, for float32 and not ``PRECISE``, the GPU's fast
+    division (within 2 ulp)."""
+    if x.dtype == tl.float64 or not PRECISE:
         return x / y
     else:
         return tl.div_rn(x, y)
 
 
 @triton.jit
-def _root(x):
-    """IEEE square root, as torch's ``sqrt``."""
-    if x.dtype == tl.float64:
+def _root(x, PRECISE: tl.constexpr):
+    """IEEE square root as torch's ``sqrt``, or, for float32 and not ``PRECISE``, the GPU's
+    fast one."""
+    if x.dtype == tl.float64 or not PRECISE:
         return tl.sqrt(x)
     else:
         return tl.sqrt_rn(x)
@@ -117,9 +125,9 @@ def _inv_sqrt_bias_correction2(beta2, step, COMPUTE: tl.constexpr):
 
 
 @triton.jit
-def _preconditioner(v, bias_correction1, inv_sqrt_bias_correction2, eps):
+def _preconditioner(v, bias_correction1, inv_sqrt_bias_correction2, eps, PRECISE: tl.constexpr):
     """amadamw_preconditioner: P = (1 - beta1_max Pi) (sqrt(v) / sqrt(1 - beta2^k) + eps)."""
-    return bias_correction1 * (_root(v) * inv_sqrt_bias_correction2 + eps)
+    return bias_correction1 * (_root(v, PRECISE) * inv_sqrt_bias_correction2 + eps)
 
 
 @triton.jit
@@ -298,6 +306,7 @@ def _adamw_sums_kernel(
     COMPUTE: tl.constexpr,
     DECAY: tl.constexpr,
     COMPAT: tl.constexpr,
+    PRECISE_SUMS: tl.constexpr,
     ALIGNED: tl.constexpr,
     BLOCK: tl.constexpr,
     CHUNK: tl.constexpr,
@@ -341,23 +350,31 @@ def _adamw_sums_kernel(
             old_v = tl.load(v + index, mask=mask, other=0.0).to(COMPUTE)
             new_v = beta2 * old_v + one_minus_beta2 * grad * grad
             tl.store(v + index, new_v.to(V), mask=mask)
-            p = _preconditioner(new_v, bias_correction1, inv_sqrt_bias_correction2, eps)
+            p = _preconditioner(
+                new_v, bias_correction1, inv_sqrt_bias_correction2, eps, PRECISE_SUMS
+            )
             if COMPAT:
                 last_p = p
             else:
                 # displacement_gap: P_{t-1} from the v this loop just replaced.
                 last_p = _preconditioner(
-                    old_v, prev_bias_correction1, inv_sqrt_prev_bias_correction2, eps
+                    old_v,
+                    prev_bias_correction1,
+                    inv_sqrt_prev_bias_correction2,
+                    eps,
+                    PRECISE_SUMS,
                 )
             difference = memory - grad
             # Dividing twice, as amadamw_terms does: P (1 + lambd P) may overflow.
-            metric_difference = _divide(_divide(difference, p), 1 + lambd * p)
+            metric_difference = _divide(
+                _divide(difference, p, PRECISE_SUMS), 1 + lambd * p, PRECISE_SUMS
+            )
             if DECAY:
                 param = tl.load(x + index, mask=mask, other=0.0).to(COMPUTE)
-                gap += grad * (_divide(memory, last_p) + mu * param)
+                gap += grad * (_divide(memory, last_p, PRECISE_SUMS) + mu * param)
                 decay += param * difference
             else:
-                gap += grad * _divide(memory, last_p)
+                gap += grad * _divide(memory, last_p, PRECISE_SUMS)
             pull += metric_difference * (grad + lambd * p * memory)
             curvature += difference * metric_difference
         tl.store(partials + 4 * pid, tl.sum(gap, axis=0).to(tl.float64))
@@ -448,12 +465,13 @@ def _adamw_update_kernel(
         mask = index < count
         grad = tl.load(g + index, mask=mask)
         second_moment = tl.load(v + index, mask=mask).to(COMPUTE)
-        p = _preconditioner(second_moment, bias_correction1, inv_sqrt_bias_correction2, eps)
-        weight = _divide(one_minus_beta, 1 + lambd * p)
+        p = _preconditioner(second_moment, bias_correction1, inv_sqrt_bias_correction2, eps, True)
+        weight = _divide(one_minus_beta, 1 + lambd * p, True)
         memory = _lerp(tl.load(d + index, mask=mask).to(COMPUTE), grad, weight)
         tl.store(d + index, memory.to(D), mask=mask)
         param = tl.load(x + index, mask=mask).to(COMPUTE)
-        tl.store(x + index, (decay_factor * param - lr * _divide(memory, p)).to(X), mask=mask)
+        step_x = lr * _divide(memory, p, True)
+        tl.store(x + index, (decay_factor * param - step_x).to(X), mask=mask)
     if start == 0:
         beta_product_address = _scalar(record, R_BETA_PRODUCT, COMPUTE)
         tl.store(_scalar(record, R_BETA, COMPUTE), beta)
@@ -466,20 +484,47 @@ class Unsupported(Exception):
     """The group cannot take the kernels; the message says why."""
 
 
-@dataclass(frozen=True)
 class Layout:
-    """Where a group's tensors are: the part of the table that stays the same from step to
-    step while the tensors do (cached by :func:`adamem._fused.plan`)."""
+    """Where a group's tensors are, as the kernels' table, kept from step to step while the
+    tensors stay (cached by :func:`adamem._fused.plan`).
 
-    body: array
-    """The records, each tensor's first chunk and the chunks, in the table's int64 layout."""
-    sections: tuple[int, int, int]
-    dtypes: dict[str, Any]
-    aligned: bool
-    chunks: int
-    most_chunks: int
-    chunk: int
-    block: int
+    The table goes to the device once; a step then only refreshes the hyperparameters that
+    changed, each with a ``fill_`` (the value travels as a kernel argument, exactly), so
+    that a step makes no host-to-device copy.
+    """
+
+    def __init__(
+        self,
+        body: array,
+        sections: tuple[int, int, int],
+        dtypes: dict[str, Any],
+        aligned: bool,
+        most_chunks: int,
+        device: torch.device,
+    ) -> None:
+        self.dtypes = dtypes
+        self.aligned = aligned
+        self.chunks = sections[2] // 2
+        self.most_chunks = most_chunks
+        self.chunk, self.block = CHUNK, BLOCK
+        table = array("q", bytes(8 * HYPER_FIELDS)) + body
+        self.table = _upload(table, device)
+        hyper, self.records, self.chunk_begins, self.chunk_list = self.table.split(
+            [HYPER_FIELDS, *sections]
+        )
+        self._hyper = hyper.view(torch.float64)
+        self._hyper_values: list[float | None] = [0.0] * HYPER_FIELDS
+
+    def set_hyper(self, values: tuple[float | Tensor, ...]) -> None:
+        """Make the table's hyperparameters ``values``; a device tensor (an lr a scheduler
+        updates in place) is copied on the device, and read by the kernels only."""
+        for field, value in enumerate(values):
+            if isinstance(value, Tensor):
+                self._hyper[field].copy_(value.reshape(()))
+                self._hyper_values[field] = None
+            elif value != self._hyper_values[field]:
+                self._hyper[field].fill_(value)
+                self._hyper_values[field] = value
 
 
 def layout(batch: ParamBatch, kind: Any) -> Layout:
@@ -548,14 +593,12 @@ def layout(batch: ParamBatch, kind: Any) -> Layout:
             chunks.extend((len(chunk_begins) - 1, start))
         chunk_begins.append(len(chunks) // 2)
     return Layout(
-        body=records + chunk_begins + chunks,
-        sections=(len(records), len(chunk_begins), len(chunks)),
-        dtypes=kernel_dtypes,
-        aligned=aligned,
-        chunks=len(chunks) // 2,
-        most_chunks=max(b - a for a, b in zip(chunk_begins, chunk_begins[1:])),
-        chunk=CHUNK,
-        block=BLOCK,
+        records + chunk_begins + chunks,
+        (len(records), len(chunk_begins), len(chunks)),
+        kernel_dtypes,
+        aligned,
+        max(b - a for a, b in zip(chunk_begins, chunk_begins[1:])),
+        grads[0].device,
     )
 
 
@@ -568,20 +611,15 @@ class _Step:
     reduce_kernel: Any
     update_kernel: Any
 
-    def __init__(self, batch: ParamBatch, layout: Layout, hyper: tuple[float, ...]) -> None:
+    def __init__(
+        self, batch: ParamBatch, layout: Layout, hyper: tuple[float | Tensor, ...]
+    ) -> None:
         self.batch = batch
         self.layout = layout
         self.device = batch.grads[0].device
         self.tensors = len(batch)
         self.seen = self.tensors - batch.first_steps
-        self.table = _upload(array("q", array("d", hyper).tobytes()) + layout.body, self.device)
-        lr = batch.group["lr"]
-        if isinstance(lr, Tensor) and lr.device.type != "cpu":
-            # A device lr (a scheduler's tensor) is read by the kernels, never by the host.
-            self.table[int(H_LR) : int(H_LR) + 1].view(torch.float64).copy_(lr.reshape(1))
-        _, self.records, self.chunk_begins, self.chunk_list = self.table.split(
-            [HYPER_FIELDS, *layout.sections]
-        )
+        layout.set_hyper(hyper)
 
     def block_sums(self) -> tuple[Tensor, Tensor] | None:
         """The sums pass and the reduction: the ``(a, b)`` of the tensors past their first
@@ -594,9 +632,9 @@ class _Step:
         if grid:
             rounds = max(-(-layout.most_chunks // REDUCE_BLOCK), 1)
             self.reduce_kernel[(grid,)](
-                self.table,
-                self.records,
-                self.chunk_begins,
+                layout.table,
+                layout.records,
+                layout.chunk_begins,
                 partials,
                 terms,
                 self.batch.first_steps,
@@ -630,15 +668,16 @@ class _Step:
     def _launch_chunks(self, kernel: Any, *args: Any) -> None:
         layout = self.layout
         kernel[(layout.chunks,)](
-            self.table,
-            self.records,
-            self.chunk_list,
+            layout.table,
+            layout.records,
+            layout.chunk_list,
             *args,
             **layout.dtypes,
             **self._constants(kernel),
             ALIGNED=layout.aligned,
             BLOCK=layout.block,
             CHUNK=layout.chunk,
+            num_warps=NUM_WARPS,
         )
 
 
@@ -652,8 +691,7 @@ class SGDStep(_Step):
 
     def __init__(self, batch: ParamBatch, layout: Layout) -> None:
         group = batch.group
-        lr = _host_lr(group["lr"])
-        hyper = (lr, 0.0, 0.0, 0.0, group["lambd"], group["weight_decay"], 0.0)
+        hyper = (_lr(group["lr"]), 0.0, 0.0, 0.0, group["lambd"], group["weight_decay"], 0.0)
         super().__init__(batch, layout, hyper)
 
     def block_sums(self) -> tuple[Tensor, Tensor] | None:
@@ -684,7 +722,7 @@ class AdamWStep(_Step):
         group = batch.group
         cap, beta2 = group["betas"]
         hyper = (
-            _host_lr(group["lr"]),
+            _lr(group["lr"]),
             cap,
             beta2,
             group["eps"],
@@ -704,17 +742,21 @@ class AdamWStep(_Step):
         if kernel is not _adamw_sums_kernel:
             return {}
         group = self.batch.group
-        return {"DECAY": group["weight_decay"] != 0, "COMPAT": group["gap_estimate"] == "compat"}
+        return {
+            "DECAY": group["weight_decay"] != 0,
+            "COMPAT": group["gap_estimate"] == "compat",
+            "PRECISE_SUMS": PRECISE_SUMS,
+        }
 
 
 STEPS: dict[str, type[_Step]] = {"sgd": SGDStep, "adamw": AdamWStep}
 
 
-def _host_lr(lr: float | Tensor) -> float:
-    """The lr for the table; a device tensor lr is copied in on the device instead."""
-    if isinstance(lr, Tensor) and lr.device.type != "cpu":
-        return 0.0
-    return float(lr)
+def _lr(lr: float | Tensor) -> float | Tensor:
+    """The lr as the table takes it: a float, or a device tensor (never read on the host)."""
+    if isinstance(lr, Tensor) and lr.device.type == "cpu":
+        return float(lr)
+    return lr
 
 
 def _upload(table: array, device: torch.device) -> Tensor:
