@@ -9,15 +9,15 @@ export PYTHONPATH=src PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" \
     | tee -a "$OUT/gpu.txt"
-timeout 270 python -m pytest tests/test_triton.py tests/test_logging.py -q -p no:cacheprovider \
+timeout 120 python -m pytest tests/test_triton.py tests/test_logging.py -q -p no:cacheprovider \
     > "$OUT/pytest_cuda.log" 2>&1
 echo "pytest exit $?"; grep -E "passed|failed|^FAILED|^ERROR" "$OUT/pytest_cuda.log" | tail -20
-timeout 150 python benchmarks/triton_configs.py > "$OUT/triton_configs.txt" 2>&1
+timeout 100 python benchmarks/triton_configs.py > "$OUT/triton_configs.txt" 2>&1
 echo "triton_configs exit $?"; tail -14 "$OUT/triton_configs.txt"
-timeout 270 python benchmarks/step_time.py --device cuda --json > "$OUT/step_time_cuda.txt" 2>&1
+timeout 150 python benchmarks/step_time.py --device cuda --json > "$OUT/step_time_cuda.txt" 2>&1
 echo "step_time exit $?"; grep -v '^\[{' "$OUT/step_time_cuda.txt" | tail -60
 # Where the host and device time of AM steps go (50M parameters, 98 tensors).
-timeout 120 python - > "$OUT/profile_cuda.txt" 2>&1 <<'PY'
+timeout 60 python - > "$OUT/profile_cuda.txt" 2>&1 <<'PY'
 import sys
 import torch
 import adamem

@@ -4,9 +4,9 @@
 the GPU spends in adamem's kernels (from ``torch.profiler``) on a GPT-like parameter set, and
 prints it next to the two-pass bound: the bytes each step must move (11 fp32 arrays per
 parameter for AM-AdamW with weight decay, 7 for AM-SGD without) at the device-to-device copy
-bandwidth measured in the same run. Configurations differ in warps per program, elements per
-loop iteration (BLOCK) and per program (CHUNK), and IEEE or fast float32 division and roots
-in AM-AdamW's sums pass.
+bandwidth measured in the same run. Configurations change the defaults
+(``adamem._triton.CONFIGS``) in warps per program, elements per loop iteration (block) and
+per program (chunk), or use IEEE float32 division and roots in AM-AdamW's sums pass.
 
 Usage::
 
@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -27,13 +28,14 @@ from adamem import _triton
 sys.path.insert(0, str(Path(__file__).parent))
 import step_time  # noqa: E402
 
-CONFIGS = {
+VARIANTS = {
     "default": {},
     "precise-sums": {"PRECISE_SUMS": True},
-    "8-warps": {"NUM_WARPS": 8},
-    "block-2048": {"BLOCK": 2048, "CHUNK": 32 * 1024},
-    "block-512": {"BLOCK": 512, "CHUNK": 8 * 1024},
-    "chunk-64k": {"CHUNK": 64 * 1024},
+    "4-warps": {"num_warps": 4},
+    "8-warps": {"num_warps": 8},
+    "block-512": {"block": 512, "chunk": 8 * 1024},
+    "block-1024": {"block": 1024, "chunk": 16 * 1024},
+    "block-2048": {"block": 2048, "chunk": 32 * 1024},
 }
 ARRAYS = {"amadamw": 11, "amsgd": 7}
 
@@ -62,32 +64,31 @@ def main() -> None:
     bandwidth = step_time.copy_bandwidth()
     params = step_time.make_parameters(shapes, seed=0)
     size = sum(p.numel() for p in params)
-    defaults = {name: getattr(_triton, name) for name in ("NUM_WARPS", "BLOCK", "CHUNK")}
-    defaults["PRECISE_SUMS"] = _triton.PRECISE_SUMS
+    defaults = dict(_triton.CONFIGS)
+    print(f"{size:,} parameters, {len(shapes)} tensors; copy bandwidth {bandwidth / 1e12:.2f} TB/s")
+    print(f"defaults: {defaults}")
     print(
-        f"{size:,} parameters in {len(shapes)} tensors; copy bandwidth {bandwidth / 1e12:.2f} TB/s"
+        f"{'variant':<14} {'optimizer':<9} {'kernels (us per step)':<56} {'total':>7} {'bound':>7}"
     )
-    print(
-        f"{'config':<14} {'optimizer':<9} {'kernels (us per step)':<56} {'total':>7} {'bound':>7}"
-    )
-    for config, changes in CONFIGS.items():
-        for name, value in {**defaults, **changes}.items():
-            setattr(_triton, name, value)
-        for optimizer_name, factory in (("amadamw", adamem.AMAdamW), ("amsgd", adamem.AMSGD)):
-            optimizer = factory(
-                params, lr=1e-3, weight_decay=0.01 if optimizer_name == "amadamw" else 0
-            )
-            for _ in range(3):
-                optimizer.step()
-            times = kernel_microseconds(optimizer, args.steps)
-            total = sum(times.values())
-            bound = ARRAYS[optimizer_name] * 4 * size / bandwidth * 1e6
-            kernels = " ".join(f"{key.strip('_')}={value:.0f}" for key, value in times.items())
-            print(
-                f"{config:<14} {optimizer_name:<9} {kernels:<56} {total:7.0f} {total / bound:6.2f}x"
-            )
-    for name, value in defaults.items():
-        setattr(_triton, name, value)
+    try:
+        for variant, changes in VARIANTS.items():
+            _triton.PRECISE_SUMS = changes.get("PRECISE_SUMS", False)
+            kernel_changes = {k: v for k, v in changes.items() if k != "PRECISE_SUMS"}
+            for name, config in defaults.items():
+                _triton.CONFIGS[name] = dataclasses.replace(config, **kernel_changes)
+            for name, factory in (("amadamw", adamem.AMAdamW), ("amsgd", adamem.AMSGD)):
+                decay = 0.01 if name == "amadamw" else 0.0
+                optimizer = factory(params, lr=1e-3, weight_decay=decay)
+                for _ in range(3):
+                    optimizer.step()
+                times = kernel_microseconds(optimizer, args.steps)
+                total = sum(times.values())
+                bound = ARRAYS[name] * 4 * size / bandwidth * 1e6
+                kernels = " ".join(f"{key.strip('_')}={value:.0f}" for key, value in times.items())
+                print(f"{variant:<14} {name:<9} {kernels:<56} {total:7.0f} {total / bound:6.2f}x")
+    finally:
+        _triton.CONFIGS.update(defaults)
+        _triton.PRECISE_SUMS = False
 
 
 if __name__ == "__main__":

@@ -72,8 +72,9 @@ def production_kernels(triton_module, monkeypatch):
 def kernels(production_kernels, triton_module, monkeypatch):
     """As ``production_kernels``, with chunks so small that every tensor spans several and
     the reduction takes several rounds."""
-    monkeypatch.setattr(triton_module, "BLOCK", 16)
-    monkeypatch.setattr(triton_module, "CHUNK", 64)
+    small = triton_module.KernelConfig(block=16, chunk=64, num_warps=1)
+    for name in triton_module.CONFIGS:
+        monkeypatch.setitem(triton_module.CONFIGS, name, small)
     monkeypatch.setattr(triton_module, "REDUCE_BLOCK", 4)
     return production_kernels
 

@@ -12,23 +12,25 @@ covers every tensor of the group in one launch:
    never compute beta;
 3. ``update`` applies the betas to ``d`` and ``x`` and records beta, ``Pi`` and the lr.
 
-The host uploads one int64 table per step (``non_blocking`` from pinned memory, so the step
-never waits for the device): the hyperparameters, a record per tensor (addresses of its
-arrays and of its 0-d state scalars, its size) and the chunks of ``CHUNK`` elements that the
-programs take one each. The kernels read and write the state scalars in place, so the state
-layout is the reference path's and checkpoints move freely between paths.
+The kernels find the tensors in an int64 table on the device: the hyperparameters, a record
+per tensor (addresses of its arrays and of its 0-d state scalars, its size) and the chunks of
+``KernelConfig.chunk`` elements that the programs take one each. It is built and uploaded
+when a group's tensors change (:class:`Layout`), not at every step. The kernels read and
+write the state scalars in place, so the state layout is the reference path's and
+checkpoints move freely between paths.
 
 Arithmetic follows the reference functions in the compute dtype (float32, or float64 for
-double parameters), with IEEE division and square roots; bf16/fp16 tensors are read into and
-rounded back from float32. Sums run in the compute dtype over a program's chunk and are
-combined in float64, as in the C kernels. Importing this module needs Triton;
-``TRITON_INTERPRET=1`` runs the kernels on CPU tensors (the tests do so where no GPU is
-present).
+double parameters), with IEEE division and square roots except in AM-AdamW's float32 sums
+pass (:data:`PRECISE_SUMS`); bf16/fp16 tensors are read into and rounded back from float32.
+Sums run in the compute dtype over a program's chunk and are combined in float64, as in the
+C kernels. Importing this module needs Triton; ``TRITON_INTERPRET=1`` runs the kernels on
+CPU tensors (the tests do so where no GPU is present).
 """
 
 from __future__ import annotations
 
 from array import array
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -40,14 +42,25 @@ from ._optimizer import ParamBatch
 
 __all__ = ["STEPS", "AdamWStep", "Layout", "SGDStep", "Unsupported", "layout"]
 
-BLOCK = 1024
-"""Elements each program handles per loop iteration."""
-CHUNK = 16 * BLOCK
-"""Elements per program: a tensor of ``n`` elements takes ``ceil(n / CHUNK)`` programs."""
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """How the two passes of an optimizer cut their work."""
+
+    block: int
+    """Elements a program handles per loop iteration."""
+    chunk: int
+    """Elements per program: a tensor of ``n`` elements takes ``ceil(n / chunk)`` programs."""
+    num_warps: int
+
+
+# The fastest of benchmarks/triton_configs.py's configurations on an H200 (docs/speed.md).
+CONFIGS = {
+    "adamw": KernelConfig(block=1024, chunk=16 * 1024, num_warps=8),
+    "sgd": KernelConfig(block=2048, chunk=32 * 1024, num_warps=4),
+}
 REDUCE_BLOCK = 256
 """Partials a ``reduce`` program adds per loop iteration."""
-NUM_WARPS = 4
-"""Warps per program of the two passes."""
 PRECISE_SUMS = False
 """Whether AM-AdamW's float32 sums pass divides and takes roots in IEEE arithmetic, as torch
 does. With its five divisions and roots per element that pass is bound by arithmetic rather
@@ -500,13 +513,14 @@ class Layout:
         dtypes: dict[str, Any],
         aligned: bool,
         most_chunks: int,
+        config: KernelConfig,
         device: torch.device,
     ) -> None:
         self.dtypes = dtypes
         self.aligned = aligned
         self.chunks = sections[2] // 2
         self.most_chunks = most_chunks
-        self.chunk, self.block = CHUNK, BLOCK
+        self.config = config
         table = array("q", bytes(8 * HYPER_FIELDS)) + body
         self.table = _upload(table, device)
         hyper, self.records, self.chunk_begins, self.chunk_list = self.table.split(
@@ -553,6 +567,7 @@ def layout(batch: ParamBatch, kind: Any) -> Layout:
     if kind.second_moment_key:
         kernel_dtypes["V"] = _DTYPES[v_dtype]
     device = grads[0].get_device()
+    config = CONFIGS[kind.name]
     records, chunk_begins, chunks = array("q"), array("q", [0]), array("q")
     aligned = True
     for x, g, d, v, state in zip(batch.params, grads, memories, second_moments, batch.states):
@@ -589,7 +604,7 @@ def layout(batch: ParamBatch, kind: Any) -> Layout:
                 raise Unsupported(f"state {key!r} is not a {compute} tensor on the device")
             records.append(scalar.data_ptr())
         # A tensor without elements still takes a program: it records the step.
-        for start in range(0, max(count, 1), CHUNK):
+        for start in range(0, max(count, 1), config.chunk):
             chunks.extend((len(chunk_begins) - 1, start))
         chunk_begins.append(len(chunks) // 2)
     return Layout(
@@ -598,6 +613,7 @@ def layout(batch: ParamBatch, kind: Any) -> Layout:
         kernel_dtypes,
         aligned,
         max(b - a for a, b in zip(chunk_begins, chunk_begins[1:])),
+        config,
         grads[0].device,
     )
 
@@ -675,9 +691,9 @@ class _Step:
             **layout.dtypes,
             **self._constants(kernel),
             ALIGNED=layout.aligned,
-            BLOCK=layout.block,
-            CHUNK=layout.chunk,
-            num_warps=NUM_WARPS,
+            BLOCK=layout.config.block,
+            CHUNK=layout.config.chunk,
+            num_warps=layout.config.num_warps,
         )
 
 
