@@ -85,10 +85,12 @@ class AMAdamW(AMOptimizer):
             \langle g, d/P_t + \mu x\rangle`).
         maximize: maximise the objective instead (``p.grad`` is left untouched).
         foreach: use the multi-tensor path; ``None`` picks it when all parameters are on CUDA.
-        fused: run the step as two parallel C loops over all of the group's tensors
-            (docs/speed.md): ``None`` (default) does so when ``foreach`` is ``None`` and the
-            group allows it (contiguous fp32/fp64 CPU tensors, a C compiler, not under
-            ``torch.compile``), ``True`` also warns once when it cannot, ``False`` never does.
+        fused: run the step's two passes each as one kernel over all of the group's
+            tensors (docs/speed.md): parallel C loops on the CPU, Triton kernels on CUDA.
+            ``None`` (default) does so when ``foreach`` is ``None`` and the group allows it
+            (contiguous tensors of one device; fp32/fp64 on the CPU with a C compiler;
+            fp32/fp64/bf16/fp16 on CUDA with Triton; not under ``torch.compile``), ``True``
+            also warns once when it cannot, ``False`` never does.
 
     The displacement gap rebuilds :math:`x_{t-1} - x_t` from the previous learning rate (kept
     per tensor) and the group's current ``betas``, ``eps`` and ``weight_decay``: if those

@@ -68,10 +68,12 @@ class AMSGD(AMOptimizer):
             ``weight_decay/2 * ||x||^2``.
         maximize: maximise the objective instead (``p.grad`` is left untouched).
         foreach: use the multi-tensor path; ``None`` picks it when all parameters are on CUDA.
-        fused: run the step as two parallel C loops over all of the group's tensors
-            (docs/speed.md): ``None`` (default) does so when ``foreach`` is ``None`` and the
-            group allows it (contiguous fp32/fp64 CPU tensors, a C compiler, not under
-            ``torch.compile``), ``True`` also warns once when it cannot, ``False`` never does.
+        fused: run the step's two passes each as one kernel over all of the group's
+            tensors (docs/speed.md): parallel C loops on the CPU, Triton kernels on CUDA.
+            ``None`` (default) does so when ``foreach`` is ``None`` and the group allows it
+            (contiguous tensors of one device; fp32/fp64 on the CPU with a C compiler;
+            fp32/fp64/bf16/fp16 on CUDA with Triton; not under ``torch.compile``), ``True``
+            also warns once when it cannot, ``False`` never does.
 
     After a step, ``optimizer.state[p]["beta"]`` holds the beta of ``p``'s block (0-d, fp32,
     or fp64 for fp64 parameters; 0 before the second step, where no beta is solved).
