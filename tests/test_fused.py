@@ -275,3 +275,42 @@ def test_fused_flag_validation_and_setstate_default(name):
         del group["fused"]
     opt.__setstate__(state)
     assert all(group["fused"] is None for group in opt.param_groups)
+
+
+def _run_with_changes(name, fused, changes):
+    """Six steps of ``name`` on fresh parameters, calling ``changes(opt, params)`` after the
+    third; returns every parameter and state tensor."""
+    params = make_params(torch.float64, shapes=[(4, 4), (3,), (5,)])
+    opt = OPTIMIZERS[name](params, fused=fused, foreach=None if fused else False)
+    for step in range(6):
+        if step == 3:
+            changes(opt, params)
+        quadratic_grads(params, step)
+        opt.step()
+    return state_tensors(opt, params)
+
+
+@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
+def test_cached_layout_follows_replaced_storage(name, fused_calls):
+    """The kernels' records are cached per group; new storage for a parameter and a state
+    loaded into the same optimizer must be seen."""
+
+    def changes(opt, params):
+        params[0].data = params[0].data.clone()
+        opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+
+    fused = _run_with_changes(name, True, changes)
+    assert len(fused_calls) == 6
+    assert_equal_states(fused, _run_with_changes(name, False, changes), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
+def test_cached_layout_rechecks_a_parameter_made_non_contiguous(name, fused_calls):
+    """``p.data = p.data.t()`` keeps the address but not the layout the kernels assume."""
+
+    def changes(opt, params):
+        params[0].data = params[0].data.t()
+
+    fused = _run_with_changes(name, True, changes)
+    assert len(fused_calls) == 3  # then the torch path
+    assert_equal_states(fused, _run_with_changes(name, False, changes), rtol=0, atol=1e-12)

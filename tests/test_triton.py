@@ -264,3 +264,20 @@ def test_kernels_in_interpreter():
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and " failed" not in result.stdout
+
+
+@pytest.mark.parametrize("name", ["amsgd_wd", "amadamw"])
+def test_triton_hyperparameters_changed_between_steps(name, kernels):
+    """The table keeps its hyperparameters between steps and refreshes those that change."""
+    results = []
+    for fused in (True, False):
+        params = device_params(torch.float64)
+        opt = OPTIMIZERS[name](params, fused=fused, foreach=None if fused else False)
+        for step in range(5):
+            if step == 2:
+                opt.param_groups[0].update(lambd=0.5, weight_decay=0.2, lr=0.01)
+            quadratic_grads(params, step)
+            opt.step()
+        results.append(state_tensors(opt, params))
+    assert len(kernels) == 5
+    assert_equal_states(results[0], results[1], rtol=0, atol=1e-12)

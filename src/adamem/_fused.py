@@ -1,4 +1,8 @@
-"""The fused CPU path: each AM pass is one parallel C loop over all of a group's tensors.
+"""The fused path: each AM pass is one kernel over all of a group's tensors.
+
+This module picks and prepares the fused step of a group (:func:`plan`) and holds the CPU
+side: parallel C loops. The CUDA side, Triton kernels with the same passes, is
+:mod:`adamem._triton`.
 
 The torch paths make a dozen passes over memory per step and allocate full-size temporaries;
 the kernels in ``_kernels/`` (built by :mod:`adamem._jit`) make the two passes the model needs,
@@ -14,7 +18,7 @@ first pass of all the group's tensors: cutting scope "tensor" steps into cache-s
 tensors, to read the second pass from cache, did not pay for the extra beta solves and thread
 starts it needs (docs/speed.md).
 
-A group takes this path when every tensor with a gradient is a contiguous fp32 or fp64 (or
+A CPU group takes this path when every tensor with a gradient is a contiguous fp32 or fp64 (or
 complex) CPU tensor, the kernels could be built, and the step is not being traced by
 ``torch.compile``; see :func:`plan`.
 """
@@ -236,7 +240,7 @@ def _records(batch: ParamBatch, kind: Kind) -> array | str:
     The kernels trust every pointer: each array must be a contiguous CPU tensor of the compute
     dtype (or its complex counterpart) with the parameter's size, each scalar a CPU tensor of
     the compute dtype. The checks are written out in one expression because they run for every
-    tensor at every step.
+    tensor whenever the group's :func:`fingerprint` changes.
     """
     dtype = batch.grads[0].dtype
     if dtype not in _SUFFIXES:
