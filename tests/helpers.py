@@ -57,3 +57,16 @@ def state_tensors(optimizer, params) -> dict[str, torch.Tensor]:
         for key, value in optimizer.state[p].items():
             out[f"state{i}.{key}"] = value
     return out
+
+
+def assert_finite(optimizer, params, second_moment_may_overflow=False):
+    """Parameters and state are finite. Like torch.optim.AdamW, the second moment of a gradient
+    whose square exceeds the dtype's range saturates at +inf (the tensor then stops moving)."""
+    for p in params:
+        assert torch.isfinite(p).all()
+        for key, value in optimizer.state[p].items():
+            if key == "exp_avg_sq" and second_moment_may_overflow:
+                assert not torch.isnan(value).any()
+                assert (value >= 0).all()
+            else:
+                assert torch.isfinite(value).all(), key

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import make_params, quadratic_grads, run
+from helpers import assert_finite, make_params, quadratic_grads, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,19 +12,6 @@ FACTORIES = {
     "amsgd": lambda params, **kw: adamem.AMSGD(params, **{"lr": 0.05, **kw}),
     "amadamw": lambda params, **kw: adamem.AMAdamW(params, **{"lr": 0.03, **kw}),
 }
-
-
-def assert_finite(optimizer, params, second_moment_may_overflow=False):
-    """Parameters and state are finite. Like torch.optim.AdamW, the second moment of a gradient
-    whose square exceeds the dtype's range saturates at +inf (the tensor then stops moving)."""
-    for p in params:
-        assert torch.isfinite(p).all()
-        for key, value in optimizer.state[p].items():
-            if key == "exp_avg_sq" and second_moment_may_overflow:
-                assert not torch.isnan(value).any()
-                assert (value >= 0).all()
-            else:
-                assert torch.isfinite(value).all(), key
 
 
 @pytest.mark.parametrize("foreach", [False, True, None])  # None: the fused path

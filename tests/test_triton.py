@@ -14,7 +14,7 @@ import warnings
 
 import pytest
 import torch
-from helpers import make_params, quadratic_grads, state_tensors
+from helpers import assert_finite, make_params, quadratic_grads, state_tensors
 
 import adamem
 from adamem import _fused, _jit
@@ -281,3 +281,21 @@ def test_triton_hyperparameters_changed_between_steps(name, kernels):
         results.append(state_tensors(opt, params))
     assert len(kernels) == 5
     assert_equal_states(results[0], results[1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30, 0.0])
+@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
+def test_triton_extreme_gradients_stay_finite(name, scale, kernels):
+    """Gradients of 1e30 (whose square overflows fp32), 1e-30 (subnormal squares) and 0."""
+    params = device_params(torch.float32)
+    opt = OPTIMIZERS[name](params, fused=True)
+    for step in range(4):
+        generator = torch.Generator().manual_seed(step)
+        for p in params:
+            p.grad = (torch.randn(p.shape, generator=generator) * scale).to(DEVICE)
+        opt.step()
+    assert len(kernels) == 4
+    assert_finite(opt, params, second_moment_may_overflow=True)
+    cap = 0.9 if name == "amsgd" else 0.89
+    for p in params:
+        assert 0 <= float(opt.state[p]["beta"]) <= cap

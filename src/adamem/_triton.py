@@ -65,7 +65,8 @@ PRECISE_SUMS = False
 """Whether AM-AdamW's float32 sums pass divides and takes roots in IEEE arithmetic, as torch
 does. With its five divisions and roots per element that pass is bound by arithmetic rather
 than memory on a GPU; the fast versions (within 2 ulp) change its inner products by rounding
-only. The update pass, which writes the parameters and state, is IEEE throughout."""
+only, and at worst (subnormal or overflowing operands) change a beta, which stays in
+``[0, cap]``. The update pass, which writes the parameters and state, is IEEE throughout."""
 
 # The table starts with the hyperparameters, as float64 bit patterns.
 H_LR, H_CAP, H_BETA2, H_EPS, H_LAMBD, H_WEIGHT_DECAY, H_COMPAT_GAP = (
