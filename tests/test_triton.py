@@ -90,8 +90,7 @@ def two_groups(params, scope):
     ]
 
 
-def trajectory(name, scope, fused, dtype, maximize=False, steps=None, **options):
-    steps = steps or STEPS
+def trajectory(name, scope, fused, dtype, maximize=False, steps=STEPS):
     params = device_params(dtype)
     opt = OPTIMIZERS[name](
         two_groups(params, scope),
@@ -99,7 +98,6 @@ def trajectory(name, scope, fused, dtype, maximize=False, steps=None, **options)
         maximize=maximize,
         fused=fused,
         foreach=None if fused else False,
-        **options,
     )
     for step in range(steps):
         quadratic_grads(params, step, skip_every=3)
