@@ -5,6 +5,8 @@ from pathlib import Path
 
 import torch
 
+import adamem
+
 VECTORS = json.loads((Path(__file__).parent / "data" / "spec_test_vectors.json").read_text())[
     "vectors"
 ]
@@ -70,3 +72,26 @@ def assert_finite(optimizer, params, second_moment_may_overflow=False):
                 assert (value >= 0).all()
             else:
                 assert torch.isfinite(value).all(), key
+
+
+# Optimizer configurations that the path-equality tests (fused C, Triton) run through.
+OPTIMIZERS = {
+    "amsgd": lambda groups, **kw: adamem.AMSGD(groups, **{"lr": 0.05, **kw}),
+    "amsgd_wd": lambda groups, **kw: adamem.AMSGD(groups, lr=0.05, weight_decay=0.1, **kw),
+    "amadamw": lambda groups, **kw: adamem.AMAdamW(groups, **{"lr": 0.03, **kw}),
+    "amadamw_compat": lambda groups, **kw: adamem.AMAdamW(
+        groups, lr=0.03, gap_estimate="compat", **kw
+    ),
+    "amadamw_no_decay": lambda groups, **kw: adamem.AMAdamW(
+        groups, lr=0.03, weight_decay=0.0, lambd=0.0, **kw
+    ),
+}
+
+
+def assert_equal_states(actual, expected, **tolerance):
+    """Two ``state_tensors`` dicts hold the same keys, dtypes and devices, and close values."""
+    assert actual.keys() == expected.keys()
+    for key in expected:
+        assert actual[key].dtype == expected[key].dtype, key
+        assert actual[key].device == expected[key].device, key
+        torch.testing.assert_close(actual[key], expected[key], **tolerance, msg=key)

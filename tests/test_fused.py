@@ -6,24 +6,20 @@ import warnings
 
 import pytest
 import torch
-from helpers import make_params, quadratic_grads, run, state_tensors
+from helpers import (
+    OPTIMIZERS,
+    assert_equal_states,
+    make_params,
+    quadratic_grads,
+    run,
+    state_tensors,
+)
 
 import adamem
 from adamem import _fused, _jit
 
 pytestmark = pytest.mark.skipif(_jit.library() is None, reason="no C compiler for the kernels")
 
-OPTIMIZERS = {
-    "amsgd": lambda groups, **kw: adamem.AMSGD(groups, **{"lr": 0.05, **kw}),
-    "amsgd_wd": lambda groups, **kw: adamem.AMSGD(groups, lr=0.05, weight_decay=0.1, **kw),
-    "amadamw": lambda groups, **kw: adamem.AMAdamW(groups, **{"lr": 0.03, **kw}),
-    "amadamw_compat": lambda groups, **kw: adamem.AMAdamW(
-        groups, lr=0.03, gap_estimate="compat", **kw
-    ),
-    "amadamw_no_decay": lambda groups, **kw: adamem.AMAdamW(
-        groups, lr=0.03, weight_decay=0.0, lambd=0.0, **kw
-    ),
-}
 SHAPES = [(4, 3), (3,), (2, 2, 2), (1,), (5,)]
 # Enough elements for several kernel chunks on several threads.
 LARGE_SHAPES = [(260, 260), (7,), (20000,), (3,)]
@@ -63,13 +59,6 @@ def trajectory(name, scope, fused, dtype, shapes=SHAPES, maximize=False, steps=1
     )
     run(opt, params, steps=steps, lrs=LRS, skip_every=4)
     return state_tensors(opt, params)
-
-
-def assert_equal_states(actual, expected, **tolerance):
-    assert actual.keys() == expected.keys()
-    for key in expected:
-        assert actual[key].dtype == expected[key].dtype, key
-        torch.testing.assert_close(actual[key], expected[key], **tolerance, msg=key)
 
 
 @pytest.mark.parametrize("maximize", [False, True])

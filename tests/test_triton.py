@@ -14,7 +14,14 @@ import warnings
 
 import pytest
 import torch
-from helpers import assert_finite, make_params, quadratic_grads, state_tensors
+from helpers import (
+    OPTIMIZERS,
+    assert_equal_states,
+    assert_finite,
+    make_params,
+    quadratic_grads,
+    state_tensors,
+)
 
 import adamem
 from adamem import _fused, _jit
@@ -25,17 +32,6 @@ CUDA = torch.cuda.is_available()
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 RUN_HERE = CUDA or INTERPRETED
 DEVICE = torch.device("cuda" if CUDA else "cpu")
-OPTIMIZERS = {
-    "amsgd": lambda groups, **kw: adamem.AMSGD(groups, **{"lr": 0.05, **kw}),
-    "amsgd_wd": lambda groups, **kw: adamem.AMSGD(groups, lr=0.05, weight_decay=0.1, **kw),
-    "amadamw": lambda groups, **kw: adamem.AMAdamW(groups, **{"lr": 0.03, **kw}),
-    "amadamw_compat": lambda groups, **kw: adamem.AMAdamW(
-        groups, lr=0.03, gap_estimate="compat", **kw
-    ),
-    "amadamw_no_decay": lambda groups, **kw: adamem.AMAdamW(
-        groups, lr=0.03, weight_decay=0.0, lambd=0.0, **kw
-    ),
-}
 # Several chunks per tensor at the test chunk size, and several reduction rounds for the first.
 SHAPES = [(20, 15), (3,), (2, 2, 2), (1,), (70,)]
 LRS = [0.05, 0.05, 0.02, 0.0, 0.08, 0.05]
@@ -105,14 +101,6 @@ def trajectory(name, scope, fused, dtype, maximize=False, steps=STEPS):
             group["lr"] = LRS[step % len(LRS)]
         opt.step()
     return state_tensors(opt, params)
-
-
-def assert_equal_states(actual, expected, **tolerance):
-    assert actual.keys() == expected.keys()
-    for key in expected:
-        assert actual[key].dtype == expected[key].dtype, key
-        assert actual[key].device == expected[key].device, key
-        torch.testing.assert_close(actual[key], expected[key], **tolerance, msg=key)
 
 
 @pytest.mark.parametrize("scope", ["tensor", "group", "global"])
