@@ -303,3 +303,39 @@ def test_cached_layout_rechecks_a_parameter_made_non_contiguous(name, fused_call
     fused = _run_with_changes(name, True, changes)
     assert len(fused_calls) == 3  # then the torch path
     assert_equal_states(fused, _run_with_changes(name, False, changes), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
+def test_fused_path_records_the_solved_betas_exactly(name, monkeypatch):
+    """state["beta"] is the beta that adamem.beta solved, rounded once to the state's dtype,
+    and beta_product is multiplied by exactly that value."""
+    solved = []
+    block_betas = adamem._optimizer.block_betas
+
+    def spy(*args, **kwargs):
+        betas = block_betas(*args, **kwargs)
+        solved.append([None if b is None else b.clone() for b in betas])
+        return betas
+
+    monkeypatch.setattr(adamem._optimizer, "block_betas", spy)
+    params = make_params(torch.float32, shapes=[(3,)] * 40)
+    optimizer = OPTIMIZERS[name](params, fused=True)
+    generator = torch.Generator().manual_seed(0)
+    products = None
+    for step in range(6):
+        for p in params:  # independent gradients: betas inside (0, cap), not at its ends
+            p.grad = torch.randn(p.shape, generator=generator)
+        optimizer.step()
+        if step == 0:
+            continue
+        betas = solved[-1][0]
+        assert betas is not None and betas.dtype == torch.float64
+        assert ((betas > 0) & (betas < 0.8)).sum() >= 3
+        for p, beta in zip(params, betas):
+            assert optimizer.state[p]["beta"] == beta.to(torch.float32)
+        if name == "amadamw":
+            if products is not None:
+                for p, previous, beta in zip(params, products, betas):
+                    expected = previous * beta.to(torch.float32)
+                    assert optimizer.state[p]["beta_product"] == expected
+            products = [optimizer.state[p]["beta_product"].clone() for p in params]

@@ -84,12 +84,29 @@ settings.register_profile(
 )
 
 
-@settings(settings.get_profile("adamem"), max_examples=60)
-@given(
+@pytest.mark.parametrize("foreach", [False, True, None])  # None: the fused path
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_lambd_zero_with_overflowing_second_moment_stays_finite(dtype, foreach):
+    """With lambd = 0 the model has no lambd P term, also where g*g overflows v (and P) to inf;
+    computing 0 * inf there once turned finite gradients into NaN parameters."""
+    generator = torch.Generator().manual_seed(0)
+    param = torch.nn.Parameter(torch.randn(64, generator=generator).to(dtype))
+    optimizer = adamem.AMAdamW(
+        [param], lr=1e-3, betas=(0.5, 0.9), lambd=0.0, foreach=foreach, fused=None
+    )
+    for step in range(3):
+        param.grad = (torch.randn(64, generator=generator) * 4e19).to(dtype)
+        optimizer.step()
+        assert torch.isfinite(param).all(), step
+        assert torch.isfinite(optimizer.state[param]["exp_avg"]).all(), step
+
+
+LAMBDAS = st.one_of(st.just(0.0), st.floats(0.0, 5.0))
+FUZZ_ARGUMENTS = dict(
     name=st.sampled_from(sorted(FACTORIES)),
     log_scale=st.floats(-30, 30),
     lr=st.floats(0.0, 10.0),
-    lambd=st.floats(0.0, 5.0),
+    lambd=LAMBDAS,
     cap=st.floats(0.0, 0.99),
     weight_decay=st.floats(0.0, 0.09),
     scope=st.sampled_from(["tensor", "group", "global"]),
@@ -97,7 +114,31 @@ settings.register_profile(
     dtype=st.sampled_from([torch.float32, torch.float64, torch.bfloat16, torch.float16]),
     seed=st.integers(0, 2**16),
 )
+
+
+@settings(settings.get_profile("adamem"), max_examples=3000)
+@given(**FUZZ_ARGUMENTS)
+@pytest.mark.slow
+def test_finite_inputs_give_finite_outputs_fuzzed(
+    name, log_scale, lr, lambd, cap, weight_decay, scope, foreach, dtype, seed
+):
+    """The property below over thousands of cases (a few minutes)."""
+    check_finite_inputs_give_finite_outputs(
+        name, log_scale, lr, lambd, cap, weight_decay, scope, foreach, dtype, seed
+    )
+
+
+@settings(settings.get_profile("adamem"), max_examples=60)
+@given(**FUZZ_ARGUMENTS)
 def test_finite_inputs_give_finite_outputs(
+    name, log_scale, lr, lambd, cap, weight_decay, scope, foreach, dtype, seed
+):
+    check_finite_inputs_give_finite_outputs(
+        name, log_scale, lr, lambd, cap, weight_decay, scope, foreach, dtype, seed
+    )
+
+
+def check_finite_inputs_give_finite_outputs(
     name, log_scale, lr, lambd, cap, weight_decay, scope, foreach, dtype, seed
 ):
     if dtype == torch.float16:

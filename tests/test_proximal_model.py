@@ -10,6 +10,7 @@ import pytest
 import torch
 from scipy.optimize import minimize, minimize_scalar
 
+import adamem
 from adamem.amadamw import amadamw_tensor_step, amadamw_terms
 from adamem.amsgd import amsgd_tensor_step, amsgd_terms
 from adamem.beta import select_beta
@@ -42,7 +43,7 @@ def random_instance(rng, sgd: bool):
 def closed_form(inst, gap, sgd: bool):
     common = dict(lr=inst["lr"], lambd=inst["lambd"])
     if sgd:
-        # AM-SGD's (a, b) are the general ones times (1 + lambd): the same beta.
+        # AM-SGD's (a, b) are the general ones with P = I and mu = 0.
         a, b = amsgd_terms(inst["g"], inst["d"], gap=gap, **common)
         beta = select_beta(a, b, inst["cap"])
         x_new, _ = amsgd_tensor_step(inst["x"], inst["g"], inst["d"], beta, **common)
@@ -127,9 +128,8 @@ def test_closed_form_solves_the_model(sgd, target):
     for _ in range(5):
         inst = random_instance(rng, sgd)
         a0, b, _, _ = closed_form(inst, 0.0, sgd)
-        # a is affine in the gap with slope (1 + lambd) for SGD's scaling, 1 otherwise.
-        slope = 1 + inst["lambd"] if sgd else 1.0
-        gap = (target * b - a0) / slope
+        # a is affine in the gap with slope 1 (a = gap - lr * ...).
+        gap = target * b - a0
         a, b, beta, x_cf = closed_form(inst, gap, sgd)
         expected_beta = min(max(target, 0.0), inst["cap"])
         torch.testing.assert_close(beta, torch.tensor(expected_beta, dtype=torch.float64))
@@ -140,3 +140,58 @@ def test_closed_form_solves_the_model(sgd, target):
         scale = abs(primal(inst, gap, x_cf)) + 1.0
         assert primal(inst, gap, x_cf) <= primal(inst, gap, x_generic) + 1e-10 * scale
         assert abs(dual_maximiser(inst, gap) - float(beta)) <= 1e-5
+
+
+def global_block_dual_maximiser(x_t, g, d, lambd, gap, lr, cap):
+    """beta of one block whose coordinates have their own lambd (the per-group lambd of a
+    scope="global" block): the dual's maximiser, its inner minimisation a Newton step with an
+    autograd Hessian on the Lagrangian of §2 (P = I, mu = 0) written per coordinate."""
+
+    def lagrangian(x, beta):
+        step = x - x_t
+        planes = (1 - beta) * torch.dot(g, step) + beta * (gap + torch.dot(d, step))
+        prox = torch.dot(step, step) / (2 * lr)
+        pull = torch.sum(lambd * (step + lr * d) ** 2) / (2 * lr)
+        return planes + prox + pull
+
+    def dual(beta):
+        x = x_t.clone()
+        hessian = torch.autograd.functional.hessian(lambda z: lagrangian(z, beta), x)
+        gradient = torch.autograd.functional.jacobian(lambda z: lagrangian(z, beta), x)
+        return float(lagrangian(x - torch.linalg.solve(hessian, gradient), beta))
+
+    result = minimize_scalar(
+        lambda beta: -dual(beta), bounds=(0.0, cap), method="bounded", options=dict(xatol=1e-12)
+    )
+    return result.x
+
+
+@pytest.mark.parametrize("foreach", [False, True, None])  # None: the fused path
+@pytest.mark.parametrize("seed", range(3))
+def test_global_block_over_groups_with_different_lambd_solves_its_model(seed, foreach):
+    """Each group's (a, b) enter the global block's sums with the model's weights: a block
+    made of groups with lambd 0.1 and 1.0 gets the beta of that one model."""
+    generator = torch.Generator().manual_seed(seed)
+    w = torch.nn.Parameter(torch.randn(5, generator=generator, dtype=torch.float64))
+    b = torch.nn.Parameter(torch.randn(7, generator=generator, dtype=torch.float64))
+    optimizer = adamem.AMSGD(
+        [{"params": [w], "lambd": 0.1}, {"params": [b], "lambd": 1.0}],
+        lr=0.05,
+        beta_max=0.9,
+        scope="global",
+        foreach=foreach,
+    )
+    for p in (w, b):
+        p.grad = torch.randn(p.shape, generator=generator, dtype=torch.float64)
+    optimizer.step()  # first step: d = g
+    x_t = torch.cat([w.detach(), b.detach()])
+    d = torch.cat([optimizer.state[p]["momentum_buffer"] for p in (w, b)])
+    for p in (w, b):
+        p.grad = torch.randn(p.shape, generator=generator, dtype=torch.float64)
+    g = torch.cat([w.grad, b.grad])
+    optimizer.step()
+    lambd = torch.tensor([0.1] * 5 + [1.0] * 7, dtype=torch.float64)
+    expected = global_block_dual_maximiser(x_t, g, d, lambd, 0.05 * torch.dot(g, d), 0.05, 0.9)
+    assert 1e-3 < expected < 0.9 - 1e-3  # interior: the weighting of the groups matters
+    for p in (w, b):
+        assert abs(float(optimizer.state[p]["beta"]) - expected) <= 1e-6

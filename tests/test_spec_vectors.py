@@ -31,8 +31,11 @@ def test_sgd_step_through_beta_module(vector):
     beta = select_beta(a, b, i["beta_max"])
     close(beta, e["beta"])
     if "num" in e and i["eta"] > 0:
-        close(a / i["eta"], e["num"])
-        close(b / i["eta"], e["den"])
+        # a, b are eta * (num, den) of the model (§2); the vectors give §3's form, which
+        # multiplies both by 1 + lambda (§9).
+        scale = (1 + i["lam"]) / i["eta"]
+        close(a * scale, e["num"])
+        close(b * scale, e["den"])
     new_x, new_d = amsgd_tensor_step(x, g, d, beta, lr=i["eta"], lambd=i["lam"])
     close(new_d, e["d_next"])
     close(new_x, e["x_next"])

@@ -8,7 +8,8 @@ The torch paths make a dozen passes over memory per step and allocate full-size 
 the kernels in ``_kernels/`` (built by :mod:`adamem._jit`) make the two passes the model needs,
 in place and without temporaries (ALGORITHMS.md §4):
 
-1. ``sums`` advances ``v`` and returns each tensor's ``(a, b)``, in ``_block_sums``;
+1. ``sums`` advances ``v`` and returns each tensor's inner products, from which the
+   optimizer's ``terms_from_dots`` forms its ``(a, b)``, in ``_block_sums``;
 2. :func:`adamem.beta.block_betas` solves the betas of every scope from them, in Python: the
    kernels never compute beta;
 3. ``update`` applies the betas to ``d`` and ``x``, in ``_apply``.
@@ -34,21 +35,19 @@ import torch
 from torch import Tensor
 
 from . import _jit
+from ._kernel_contract import RECORD, STATE_SCALARS, hyper_values
 from ._optimizer import ParamBatch, check_flag
 
 __all__ = [
-    "ADAMW",
-    "SGD",
     "FusedStep",
-    "Kind",
+    "Kernels",
     "fingerprint",
     "plan",
     "uses_triton",
     "validate_fused",
 ]
 
-# Record layout shared with am_kernels.c (its R_* enum); Kind.hyper follows its H_* enum.
-RECORD_FIELDS = 10
+RECORD_FIELDS = len(RECORD)
 
 _SUFFIXES = {torch.float32: "f32", torch.float64: "f64"}
 _COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
@@ -66,12 +65,19 @@ class FusedStep:
     optimizer's ``_block_sums`` and ``_apply``."""
 
     def __init__(
-        self, kernels: dict[str, Any], records: array, first_steps: int, hyper: array
+        self,
+        kernels: Kernels,
+        entry_points: dict[str, Any],
+        records: array,
+        batch: ParamBatch,
+        hyper: array,
     ) -> None:
         self._kernels = kernels
+        self._entry_points = entry_points
         self._records = records
         self._count = len(records) // RECORD_FIELDS
-        self._first_steps = first_steps
+        self._group = batch.group
+        self._first_steps = batch.first_steps
         self._hyper = hyper
         self._threads = torch.get_num_threads()
 
@@ -81,7 +87,7 @@ class FusedStep:
         stop = self._first_steps if phase == "first" else self._count
         records = self._records.buffer_info()[0] + start * RECORD_FIELDS * 8
         hyper = self._hyper.buffer_info()[0]
-        status = self._kernels[phase](records, stop - start, hyper, *outputs, self._threads)
+        status = self._entry_points[phase](records, stop - start, hyper, *outputs, self._threads)
         if status != 0:
             raise MemoryError(f"adamem's fused '{phase}' kernel could not allocate its work list")
 
@@ -92,11 +98,9 @@ class FusedStep:
         seen = self._count - self._first_steps
         if not seen:
             return None
-        sums = torch.empty(2, seen, dtype=torch.float64)
-        address = sums.data_ptr()
-        self._call("sums", self._first_steps, address, address + seen * 8)
-        a, b = sums.unbind()
-        return a, b
+        dots = torch.empty(seen, self._kernels.dots, dtype=torch.float64)
+        self._call("sums", self._first_steps, dots.data_ptr())
+        return self._kernels.terms_from_dots(dots.T, self._group)
 
     def apply(self, betas: Tensor | None) -> None:
         """The second pass, with one beta per tensor past its first step."""
@@ -106,53 +110,33 @@ class FusedStep:
 
 
 @dataclass(frozen=True)
-class Kind:
-    """What the kernels of one optimizer read from its state and its parameter group."""
+class Kernels:
+    """An optimizer's interface to the fused kernels: what they read and what they return.
+
+    The record and hyperparameter layouts are the kernel contract's
+    (:mod:`adamem._kernel_contract`); this says which of their fields the optimizer fills.
+    """
 
     name: str
+    """The kernels' name: C entry points ``am_<name>_<phase>_<dtype>``, Triton's step
+    ``adamem._triton.STEPS[name]``."""
     memory_key: str
     second_moment_key: str | None
-    scalar_keys: tuple[str | None, ...]
-    """State scalars in the record's order (step, beta, beta_product, prev_bias_correction1,
-    prev_lr); ``None`` where the optimizer has no such scalar."""
-    hyper: Callable[[dict[str, Any]], tuple[float, ...]]
-    """The group's hyperparameters in the H_* order of am_kernels.c: lr, cap, beta2, eps,
-    weight_decay, lambd, compat_gap."""
+    scalar_keys: frozenset[str]
+    """The contract's state scalars (``STATE_SCALARS``) that the optimizer keeps."""
+    hyper: Callable[[dict[str, Any]], dict[str, float | Tensor]]
+    """The group's hyperparameters by contract name (those not given are 0)."""
+    dots: int
+    """Inner products per tensor that the sums pass returns."""
+    terms_from_dots: Callable[[Tensor, dict[str, Any]], tuple[Tensor, Tensor]]
+    """The model's ``(a, b)`` from the dots (``dots x tensors``) and the group."""
+
+    def scalars(self, state: dict[str, Any]) -> list[Tensor | None]:
+        """The state scalars in the record's order, ``None`` where the optimizer has none."""
+        return [state[key] if key in self.scalar_keys else None for key in STATE_SCALARS]
 
 
-SGD = Kind(
-    "sgd",
-    "momentum_buffer",
-    None,
-    (None, "beta", None, None, "prev_lr"),
-    lambda group: (
-        float(group["lr"]),
-        group["beta_max"],
-        0.0,
-        0.0,
-        group["weight_decay"],
-        group["lambd"],
-        0.0,
-    ),
-)
-ADAMW = Kind(
-    "adamw",
-    "exp_avg",
-    "exp_avg_sq",
-    ("step", "beta", "beta_product", "prev_bias_correction1", "prev_lr"),
-    lambda group: (
-        float(group["lr"]),
-        group["betas"][0],
-        group["betas"][1],
-        group["eps"],
-        group["weight_decay"],
-        group["lambd"],
-        float(group["gap_estimate"] == "compat"),
-    ),
-)
-
-
-def plan(batch: ParamBatch, kind: Kind, layouts: dict[int, tuple[tuple, Any]]) -> Any:
+def plan(batch: ParamBatch, kind: Kernels, layouts: dict[int, tuple[tuple, Any]]) -> Any:
     """The fused step of ``batch`` (a :class:`FusedStep` on the CPU, a Triton step on CUDA),
     or ``None`` to take the torch path; ``fused=True`` warns once when the group cannot take
     the fused path.
@@ -181,11 +165,11 @@ def plan(batch: ParamBatch, kind: Kind, layouts: dict[int, tuple[tuple, Any]]) -
     if on_triton:
         from . import _triton
 
-        return _triton.STEPS[kind.name](batch, layout)
+        return _triton.STEPS[kind.name](batch, layout, kind)
     return _cpu_step(batch, kind, layout)
 
 
-def fingerprint(batch: ParamBatch, kind: Kind) -> tuple:
+def fingerprint(batch: ParamBatch, kind: Kernels) -> tuple:
     """What a group's kernel layout depends on and can change from step to step: which
     tensors take part, their addresses (state scalars too) and sizes, and whether the
     parameters and gradients are contiguous. A tensor cannot change dtype or device without
@@ -194,7 +178,7 @@ def fingerprint(batch: ParamBatch, kind: Kind) -> tuple:
     second_moments = (
         batch.state_list(kind.second_moment_key) if kind.second_moment_key else memories
     )
-    scalar_keys = [key for key in kind.scalar_keys if key is not None]
+    scalar_keys = sorted(kind.scalar_keys)
     parts: list[Any] = [batch.first_steps]
     for x, g, d, v, state in zip(batch.params, batch.grads, memories, second_moments, batch.states):
         parts += (x.data_ptr(), g.data_ptr(), d.data_ptr(), v.data_ptr(), x.numel())
@@ -208,7 +192,7 @@ def uses_triton(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-def _triton_layout(batch: ParamBatch, kind: Kind) -> Any:
+def _triton_layout(batch: ParamBatch, kind: Kernels) -> Any:
     try:
         from . import _triton
     except ImportError:
@@ -219,22 +203,22 @@ def _triton_layout(batch: ParamBatch, kind: Kind) -> Any:
         return str(reason)
 
 
-def _cpu_step(batch: ParamBatch, kind: Kind, records: array) -> FusedStep | None:
+def _cpu_step(batch: ParamBatch, kind: Kernels, records: array) -> FusedStep | None:
     library = _jit.library()
     if library is None:
         return None  # _jit has warned
     suffix = _SUFFIXES[batch.grads[0].dtype]
-    kernels = {
-        phase: getattr(library, f"am_{kind.name}_{phase}_{suffix}")
+    entry_points = {
+        phase: _jit.kernel(library, kind.name, phase, suffix)
         for phase in ("first", "sums", "update")
     }
     # Only here is a tensor lr read on the host: its group's tensors are all on the CPU.
-    hyper = array("d", kind.hyper(batch.group))
-    return FusedStep(kernels, records, batch.first_steps, hyper)
+    hyper = array("d", map(float, hyper_values(kind.hyper(batch.group))))
+    return FusedStep(kind, entry_points, records, batch, hyper)
 
 
-def _records(batch: ParamBatch, kind: Kind) -> array | str:
-    """The kernels' records of ``batch`` (the R_* layout of am_kernels.c), or why the batch
+def _records(batch: ParamBatch, kind: Kernels) -> array | str:
+    """The kernels' records of ``batch`` (the contract's ``RECORD`` layout), or why the batch
     cannot have them.
 
     The kernels trust every pointer: each array must be a contiguous CPU tensor of the compute
@@ -277,11 +261,10 @@ def _records(batch: ParamBatch, kind: Kind) -> array | str:
         ):
             return rejection
         pointers = [x.data_ptr(), g.data_ptr(), d.data_ptr(), v.data_ptr(), x.numel()]
-        for key in kind.scalar_keys:
-            if key is None:
+        for scalar in kind.scalars(state):
+            if scalar is None:
                 pointers.append(0)
                 continue
-            scalar = state[key]
             if scalar.dtype is not dtype or not scalar.is_cpu:
                 return rejection
             pointers.append(scalar.data_ptr())

@@ -25,25 +25,31 @@ import threading
 import warnings
 from pathlib import Path
 
-__all__ = ["FLAG_SETS", "library", "warn_once"]
+from ._kernel_contract import c_definitions
+
+__all__ = ["FLAG_SETS", "kernel", "library", "warn_once"]
 
 SOURCE_DIR = Path(__file__).with_name("_kernels")
 SOURCES = ("am_kernels.c", "am_kernels_body.h")
 # Flags shared by every attempt. -fno-math-errno lets sqrt vectorise; -ffp-contract=off keeps
 # each multiply and add separately rounded, as torch's kernels and on every CPU alike.
-BASE_FLAGS = ("-O3", "-std=c11", "-fno-math-errno", "-ffp-contract=off", "-shared", "-fPIC")
+# The kernel contract (record and hyperparameter fields) comes from _kernel_contract.
+BASE_FLAGS = (
+    "-O3",
+    "-std=c11",
+    "-fno-math-errno",
+    "-ffp-contract=off",
+    "-shared",
+    "-fPIC",
+    *c_definitions(),
+)
 # Tried in order: the fastest first; the last needs nothing beyond a C11 compiler.
 FLAG_SETS = (("-march=native", "-fopenmp"), ("-fopenmp",), ())
+# Every entry point am_<kind>_<phase>_<dtype> takes (records, count, hyper, [output or betas,]
+# threads) and returns 0, or -1 when it cannot allocate.
 _SIGNATURES = {
     "first": (ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int),
-    "sums": (
-        ctypes.c_void_p,
-        ctypes.c_int64,
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-        ctypes.c_int,
-    ),
+    "sums": (ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int),
     "update": (ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int),
 }
 
@@ -113,14 +119,16 @@ def _load() -> ctypes.CDLL:
     if not target.exists():
         cache.mkdir(parents=True, exist_ok=True)
         _build(compiler, target)
-    lib = ctypes.CDLL(str(target))
-    for kind in ("sgd", "adamw"):
-        for phase, argtypes in _SIGNATURES.items():
-            for suffix in ("f32", "f64"):
-                function = getattr(lib, f"am_{kind}_{phase}_{suffix}")
-                function.argtypes = argtypes
-                function.restype = ctypes.c_int
-    return lib
+    return ctypes.CDLL(str(target))
+
+
+def kernel(lib: ctypes.CDLL, kind: str, phase: str, suffix: str) -> ctypes._CFuncPtr:
+    """Entry point ``am_<kind>_<phase>_<suffix>`` of ``lib``, with its argument types."""
+    function = getattr(lib, f"am_{kind}_{phase}_{suffix}")
+    if function.argtypes is None:
+        function.argtypes = _SIGNATURES[phase]
+        function.restype = ctypes.c_int
+    return function
 
 
 def _build(compiler: list[str], target: Path) -> None:

@@ -145,11 +145,14 @@ class AMOptimizer(Optimizer):
     """Base class of the AM optimizers; see the module docstring for the step's phases.
 
     Subclasses define ``_prepare``, ``_block_sums``, ``_apply``, ``_validate_group``,
-    ``_beta_cap`` (the cap on beta in a group), ``effective_momentum`` and
-    ``_statistic_keys`` (state keys kept in the compute dtype whatever the parameter dtype).
+    ``_beta_cap`` (the cap on beta in a group), ``effective_momentum``, ``_state_keys`` (the
+    state of a tensor that has taken a step), ``_statistic_keys`` (those kept in the compute
+    dtype whatever the parameter dtype) and ``_group_defaults`` (group settings that older
+    checkpoints may lack).
     """
 
     _statistic_keys: frozenset[str] = frozenset()
+    _state_keys: frozenset[str] = frozenset()
     _group_defaults: dict[str, Any] = {}
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
@@ -291,14 +294,72 @@ class AMOptimizer(Optimizer):
         """
         saved_groups = state_dict["param_groups"]
         saved_state = state_dict["state"]
+        self._check_loadable(saved_groups, saved_state)
         super().load_state_dict(state_dict)
         saved_ids = chain.from_iterable(group["params"] for group in saved_groups)
         params = chain.from_iterable(group["params"] for group in self.param_groups)
         for saved_id, param in zip(saved_ids, params):
             for key, value in saved_state.get(saved_id, {}).items():
                 dtype = self._state_dtype(param, key)
-                if dtype is not None and isinstance(value, Tensor):
-                    self.state[param][key] = value.to(device=param.device, dtype=dtype, copy=True)
+                if dtype is None:
+                    continue
+                if isinstance(value, Tensor):
+                    value = value.to(device=param.device, dtype=dtype, copy=True)
+                else:  # a plain number (older or hand-made checkpoints), as torch.optim loads it
+                    value = torch.tensor(value, dtype=dtype, device=param.device)
+                self.state[param][key] = value
+
+    def _check_loadable(self, saved_groups: list[dict[str, Any]], saved_state: dict) -> None:
+        """Refuse, before anything changes, a state that this optimizer could not step from
+        (another optimizer's, or a damaged one), naming what is missing."""
+        name = type(self).__name__
+        required = set(self.defaults) - set(self._group_defaults) - {"params"}
+        for index, group in enumerate(saved_groups):
+            missing = sorted(required - group.keys())
+            if missing:
+                raise ValueError(
+                    f"{name}.load_state_dict: parameter group {index} has no {missing}: this is "
+                    f"not a {name} state{self._conversion_hint()}"
+                )
+        for param_id, state in saved_state.items():
+            missing = sorted(self._state_keys - state.keys()) if state else []
+            if missing:
+                raise ValueError(
+                    f"{name}.load_state_dict: the state of parameter {param_id} has no "
+                    f"{missing}: this is not a {name} state{self._conversion_hint()}"
+                )
+
+    def _conversion_hint(self) -> str:
+        """How to load the state of the torch optimizer this one replaces, if any."""
+        return ""
+
+    def _load_converted(
+        self,
+        state_dict: dict[str, Any],
+        group_settings: Callable[[dict[str, Any]], dict[str, Any]],
+        tensor_state: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]],
+    ) -> None:
+        """Load another optimizer's ``state_dict``, converted group by group and tensor by
+        tensor: ``group_settings(saved_group)`` gives the settings the running job had (the
+        others, AM's own, stay this optimizer's), ``tensor_state(saved_state, saved_group)``
+        a tensor's AM state (``{}`` to start that tensor afresh)."""
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"the state has {len(saved_groups)} parameter groups, this optimizer "
+                f"{len(self.param_groups)}: build it with the same groups"
+            )
+        groups, states = [], {}
+        for saved, current in zip(saved_groups, self.param_groups):
+            group = {key: value for key, value in current.items() if key != "params"}
+            group.update(group_settings(saved))
+            group["params"] = saved["params"]
+            groups.append(group)
+            for param_id in saved["params"]:
+                saved_state = state_dict["state"].get(param_id)
+                if saved_state:
+                    states[param_id] = tensor_state(saved_state, saved)
+        self.load_state_dict({"state": states, "param_groups": groups})
 
     def _state_dtype(self, param: Tensor, key: str) -> torch.dtype | None:
         """The dtype a state entry must have, or ``None`` for torch's default (param dtype)."""

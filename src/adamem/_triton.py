@@ -38,6 +38,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ._kernel_contract import HYPER, RECORD, hyper_values
 from ._optimizer import ParamBatch
 
 __all__ = ["STEPS", "AdamWStep", "Layout", "SGDStep", "Unsupported", "layout"]
@@ -68,17 +69,30 @@ than memory on a GPU; the fast versions (within 2 ulp) change its inner products
 only, and at worst (subnormal or overflowing operands) change a beta, which stays in
 ``[0, cap]``. The update pass, which writes the parameters and state, is IEEE throughout."""
 
-# The table starts with the hyperparameters, as float64 bit patterns.
-H_LR, H_CAP, H_BETA2, H_EPS, H_LAMBD, H_WEIGHT_DECAY, H_COMPAT_GAP = (
-    tl.constexpr(field) for field in range(7)
+# The table starts with the hyperparameters, as float64 bit patterns, then a record per
+# tensor (addresses of its arrays, its element count, addresses of its state scalars, 0 where
+# the optimizer has none): both in the order of adamem._kernel_contract.
+H_LR, H_CAP, H_BETA2, H_EPS, H_WEIGHT_DECAY, H_LAMBD, H_COMPAT_GAP = (
+    tl.constexpr(HYPER.index(name))
+    for name in ("lr", "cap", "beta2", "eps", "weight_decay", "lambd", "compat_gap")
 )
-HYPER_FIELDS = 7
-# A tensor's record: the addresses of its arrays, its element count, the addresses of its
-# state scalars in the order of adamem._fused.Kind.scalar_keys (0 where the optimizer has none).
-R_X, R_G, R_D, R_V, R_COUNT, R_STEP, R_BETA, R_BETA_PRODUCT, R_PREV_BC1, R_PREV_LR = (
-    tl.constexpr(field) for field in range(10)
+HYPER_FIELDS = len(HYPER)
+R_X, R_G, R_D, R_V, R_NUMEL, R_STEP, R_BETA, R_BETA_PRODUCT, R_PREV_BC1, R_PREV_LR = (
+    tl.constexpr(RECORD.index(name))
+    for name in (
+        "x",
+        "g",
+        "d",
+        "v",
+        "numel",
+        "step",
+        "beta",
+        "beta_product",
+        "prev_bias_correction1",
+        "prev_lr",
+    )
 )
-RECORD_FIELDS = tl.constexpr(10)
+RECORD_FIELDS = tl.constexpr(len(RECORD))
 
 _DTYPES = {
     torch.float32: tl.float32,
@@ -139,6 +153,12 @@ def _inv_sqrt_bias_correction2(beta2, step, COMPUTE: tl.constexpr):
 
 
 @triton.jit
+def _lambd_p(lambd, p):
+    """amadamw.pull_weight: lambd P, 0 when lambd is 0 even where P overflowed to inf."""
+    return tl.where(lambd != 0, lambd * p, 0.0)
+
+
+@triton.jit
 def _preconditioner(v, bias_correction1, inv_sqrt_bias_correction2, eps, PRECISE: tl.constexpr):
     """amadamw_preconditioner: P = (1 - beta1_max Pi) (sqrt(v) / sqrt(1 - beta2^k) + eps)."""
     return bias_correction1 * (_root(v, PRECISE) * inv_sqrt_bias_correction2 + eps)
@@ -172,7 +192,7 @@ def _chunk(
         g = tl.multiple_of(g, 16)
         d = tl.multiple_of(d, 16)
         v = tl.multiple_of(v, 16)
-    return pid, tensor, start, record, tl.load(record + R_COUNT), x, g, d, v
+    return pid, tensor, start, record, tl.load(record + R_NUMEL), x, g, d, v
 
 
 @triton.jit
@@ -240,15 +260,15 @@ def _sgd_reduce_kernel(
     records,
     chunk_begins,
     partials,
-    terms,
+    dots,
     first_steps,
     seen,
     COMPUTE: tl.constexpr,
     REDUCE_BLOCK: tl.constexpr,
     ROUNDS: tl.constexpr,
 ):
-    """amsgd_terms_from_dots for tensor ``first_steps + program``, with the gap
-    prev_lr <g, d>: ``terms`` gets a, then b."""
+    """amsgd_block_sums' dots of tensor ``first_steps + program``: ``dots`` gets the gap
+    prev_lr <g, d>, then <d - g, g + lambd d>, then ||d - g||^2."""
     s = tl.program_id(0)
     tensor = first_steps + s
     record = records + RECORD_FIELDS * tensor
@@ -257,11 +277,10 @@ def _sgd_reduce_kernel(
     memory_dot = _chunk_sum(partials, begin, end, 0, 3, REDUCE_BLOCK, ROUNDS)
     pull = _chunk_sum(partials, begin, end, 1, 3, REDUCE_BLOCK, ROUNDS)
     curvature = _chunk_sum(partials, begin, end, 2, 3, REDUCE_BLOCK, ROUNDS)
-    lr = _hyper(table, H_LR)
-    lambd = _hyper(table, H_LAMBD)
     prev_lr = tl.load(_scalar(record, R_PREV_LR, COMPUTE)).to(tl.float64)
-    tl.store(terms + s, (1 + lambd) * (prev_lr * memory_dot) - lr * pull)
-    tl.store(terms + seen + s, lr * curvature)
+    tl.store(dots + s, prev_lr * memory_dot)
+    tl.store(dots + seen + s, pull)
+    tl.store(dots + 2 * seen + s, curvature)
 
 
 @triton.jit
@@ -275,12 +294,14 @@ def _sgd_update_kernel(
     D: tl.constexpr,
     COMPUTE: tl.constexpr,
     DECAY: tl.constexpr,
+    NESTEROV: tl.constexpr,
     ALIGNED: tl.constexpr,
     BLOCK: tl.constexpr,
     CHUNK: tl.constexpr,
 ):
-    """amsgd_tensor_step: d <- lerp(d, g, (1 - beta) / (1 + lambd)); x <- x - lr d; a first
-    step takes d = g. The tensor's first chunk records beta and lr."""
+    """amsgd_tensor_step: d <- lerp(d, g, w), w = (1 - beta) / (1 + lambd); x <- x - lr d, or
+    with Nesterov x <- x - lr lerp(d, g, w); a first step takes d = g (w = 1). The tensor's
+    first chunk records beta and lr."""
     pid, tensor, start, record, count, x, g, d, v = _chunk(
         records, chunks, X, D, D, COMPUTE, ALIGNED, CHUNK
     )
@@ -299,7 +320,11 @@ def _sgd_update_kernel(
             grad = grad + weight_decay * param
         memory = _lerp(tl.load(d + index, mask=mask).to(COMPUTE), grad, weight)
         tl.store(d + index, memory.to(D), mask=mask)
-        tl.store(x + index, (param - lr * memory).to(X), mask=mask)
+        if NESTEROV:
+            direction = _lerp(memory, grad, weight)
+        else:
+            direction = memory
+        tl.store(x + index, (param - lr * direction).to(X), mask=mask)
     if start == 0:
         if tensor >= first_steps:
             tl.store(_scalar(record, R_BETA, COMPUTE), beta.to(COMPUTE))
@@ -380,8 +405,9 @@ def _adamw_sums_kernel(
                 )
             difference = memory - grad
             # Dividing twice, as amadamw_terms does: P (1 + lambd P) may overflow.
+            lambd_p = _lambd_p(lambd, p)
             metric_difference = _divide(
-                _divide(difference, p, PRECISE_SUMS), 1 + lambd * p, PRECISE_SUMS
+                _divide(difference, p, PRECISE_SUMS), 1 + lambd_p, PRECISE_SUMS
             )
             if DECAY:
                 param = tl.load(x + index, mask=mask, other=0.0).to(COMPUTE)
@@ -389,7 +415,7 @@ def _adamw_sums_kernel(
                 decay += param * difference
             else:
                 gap += grad * _divide(memory, last_p, PRECISE_SUMS)
-            pull += metric_difference * (grad + lambd * p * memory)
+            pull += metric_difference * (grad + lambd_p * memory)
             curvature += difference * metric_difference
         tl.store(partials + 4 * pid, tl.sum(gap, axis=0).to(tl.float64))
         tl.store(partials + 4 * pid + 1, tl.sum(decay, axis=0).to(tl.float64))
@@ -403,7 +429,7 @@ def _adamw_reduce_kernel(
     records,
     chunk_begins,
     partials,
-    terms,
+    dots,
     first_steps,
     seen,
     COMPUTE: tl.constexpr,
@@ -411,8 +437,9 @@ def _adamw_reduce_kernel(
     ROUNDS: tl.constexpr,
 ):
     """For every tensor: advance the step count and store this step's bias factor
-    1 - beta1_max Pi; past its first step, also amadamw_terms_from_dots with the gap of
-    gap_scale: ``terms`` gets a, then b."""
+    1 - beta1_max Pi; past its first step, also write its dots: ``dots`` gets the gap
+    (gap_scale times <g, d / P_last + mu x>), <x, d - g>, <M (d - g), g + lambd P d>,
+    <d - g, M (d - g)>."""
     tensor = tl.program_id(0)
     record = records + RECORD_FIELDS * tensor
     step_address = _scalar(record, R_STEP, COMPUTE)
@@ -433,8 +460,10 @@ def _adamw_reduce_kernel(
             gap_scale = (1 + mu * lr) * prev_lr
         else:
             gap_scale = prev_lr / (1 - mu * prev_lr)
-        tl.store(terms + s, gap_scale * gap_dot - lr * (mu * decay + pull))
-        tl.store(terms + seen + s, lr * curvature)
+        tl.store(dots + s, gap_scale * gap_dot)
+        tl.store(dots + seen + s, decay)
+        tl.store(dots + 2 * seen + s, pull)
+        tl.store(dots + 3 * seen + s, curvature)
     tl.store(step_address, tl.load(step_address) + 1)
     tl.store(_scalar(record, R_PREV_BC1, COMPUTE), bias_correction1)
 
@@ -450,13 +479,15 @@ def _adamw_update_kernel(
     D: tl.constexpr,
     V: tl.constexpr,
     COMPUTE: tl.constexpr,
+    NESTEROV: tl.constexpr,
     ALIGNED: tl.constexpr,
     BLOCK: tl.constexpr,
     CHUNK: tl.constexpr,
 ):
     """amadamw_tensor_step with P from the advanced v (beta = beta1_max on a first step):
-    d <- lerp(d, g, (1 - beta) / (1 + lambd P)); x <- (1 - mu lr) x - lr d / P. The
-    tensor's first chunk records beta, Pi beta and lr."""
+    d <- lerp(d, g, w), w = (1 - beta) / (1 + lambd P); x <- (1 - mu lr) x - lr d / P, or
+    with Nesterov x <- (1 - mu lr) x - lr lerp(d, bc1 g, w) / P. The tensor's first chunk
+    records beta, Pi beta and lr."""
     pid, tensor, start, record, count, x, g, d, v = _chunk(
         records, chunks, X, D, V, COMPUTE, ALIGNED, CHUNK
     )
@@ -480,11 +511,15 @@ def _adamw_update_kernel(
         grad = tl.load(g + index, mask=mask)
         second_moment = tl.load(v + index, mask=mask).to(COMPUTE)
         p = _preconditioner(second_moment, bias_correction1, inv_sqrt_bias_correction2, eps, True)
-        weight = _divide(one_minus_beta, 1 + lambd * p, True)
+        weight = _divide(one_minus_beta, 1 + _lambd_p(lambd, p), True)
         memory = _lerp(tl.load(d + index, mask=mask).to(COMPUTE), grad, weight)
         tl.store(d + index, memory.to(D), mask=mask)
         param = tl.load(x + index, mask=mask).to(COMPUTE)
-        step_x = lr * _divide(memory, p, True)
+        if NESTEROV:
+            direction = _lerp(memory, bias_correction1 * grad, weight)
+        else:
+            direction = memory
+        step_x = lr * _divide(direction, p, True)
         tl.store(x + index, (decay_factor * param - step_x).to(X), mask=mask)
     if start == 0:
         beta_product_address = _scalar(record, R_BETA_PRODUCT, COMPUTE)
@@ -530,7 +565,7 @@ class Layout:
         self._hyper = hyper.view(torch.float64)
         self._hyper_values: list[float | None] = [0.0] * HYPER_FIELDS
 
-    def set_hyper(self, values: tuple[float | Tensor, ...]) -> None:
+    def set_hyper(self, values: list[float | Tensor]) -> None:
         """Make the table's hyperparameters ``values``; a device tensor (an lr a scheduler
         updates in place) is copied on the device, and read by the kernels only."""
         for field, value in enumerate(values):
@@ -596,13 +631,12 @@ def layout(batch: ParamBatch, kind: Any) -> Layout:
         aligned = aligned and not any(address % 16 for address in addresses)
         records.extend(addresses)
         records.append(count)
-        for key in kind.scalar_keys:
-            if key is None:
+        for scalar in kind.scalars(state):
+            if scalar is None:
                 records.append(0)
                 continue
-            scalar = state[key]
             if scalar.dtype is not compute or scalar.get_device() != device:
-                raise Unsupported(f"state {key!r} is not a {compute} tensor on the device")
+                raise Unsupported(f"a state scalar is not a {compute} tensor on the device")
             records.append(scalar.data_ptr())
         # A tensor without elements still takes a program: it records the step.
         for start in range(0, max(count, 1), config.chunk):
@@ -623,28 +657,28 @@ class _Step:
     """One group's step on the kernels: :meth:`block_sums` and :meth:`apply` are the
     optimizer's ``_block_sums`` and ``_apply``. Subclasses name the kernels."""
 
-    terms: int
     sums_kernel: Any
     reduce_kernel: Any
     update_kernel: Any
 
-    def __init__(
-        self, batch: ParamBatch, layout: Layout, hyper: tuple[float | Tensor, ...]
-    ) -> None:
+    def __init__(self, batch: ParamBatch, layout: Layout, kernels: Any) -> None:
         self.batch = batch
         self.layout = layout
+        self.kernels = kernels
+        self.dots = kernels.dots
         self.device = batch.grads[0].device
         self.tensors = len(batch)
         self.seen = self.tensors - batch.first_steps
-        layout.set_hyper(hyper)
+        values = {name: _lr(value) for name, value in kernels.hyper(batch.group).items()}
+        layout.set_hyper(hyper_values(values))
 
     def block_sums(self) -> tuple[Tensor, Tensor] | None:
         """The sums pass and the reduction: the ``(a, b)`` of the tensors past their first
         step (float64), or ``None`` if there is none."""
         layout = self.layout
-        partials = torch.empty(layout.chunks, self.terms, dtype=torch.float64, device=self.device)
+        partials = torch.empty(layout.chunks, self.dots, dtype=torch.float64, device=self.device)
         self._launch_chunks(self.sums_kernel, partials, *self._sums_arguments())
-        terms = torch.empty(2, self.seen, dtype=torch.float64, device=self.device)
+        dots = torch.empty(self.dots, self.seen, dtype=torch.float64, device=self.device)
         grid = self._reduce_grid()
         if grid:
             rounds = max(-(-layout.most_chunks // REDUCE_BLOCK), 1)
@@ -653,7 +687,7 @@ class _Step:
                 layout.records,
                 layout.chunk_begins,
                 partials,
-                terms,
+                dots,
                 self.batch.first_steps,
                 self.seen,
                 COMPUTE=layout.dtypes["COMPUTE"],
@@ -663,8 +697,7 @@ class _Step:
             )
         if not self.seen:
             return None
-        a, b = terms.unbind()
-        return a, b
+        return self.kernels.terms_from_dots(dots, self.batch.group)
 
     def apply(self, betas: Tensor | None) -> None:
         """The update pass, with one beta per tensor past its first step."""
@@ -701,15 +734,9 @@ class _Step:
 class SGDStep(_Step):
     """AM-SGD: weight decay enters the gradient in both passes."""
 
-    terms = 3
     sums_kernel = _sgd_sums_kernel
     reduce_kernel = _sgd_reduce_kernel
     update_kernel = _sgd_update_kernel
-
-    def __init__(self, batch: ParamBatch, layout: Layout) -> None:
-        group = batch.group
-        hyper = (_lr(group["lr"]), 0.0, 0.0, 0.0, group["lambd"], group["weight_decay"], 0.0)
-        super().__init__(batch, layout, hyper)
 
     def block_sums(self) -> tuple[Tensor, Tensor] | None:
         if not self.seen:  # first steps have no sums
@@ -724,30 +751,18 @@ class SGDStep(_Step):
         return self.seen
 
     def _constants(self, kernel: Any) -> dict[str, Any]:
-        return {"DECAY": self.batch.group["weight_decay"] != 0}
+        group = self.batch.group
+        if kernel is _sgd_update_kernel:
+            return {"DECAY": group["weight_decay"] != 0, "NESTEROV": group["nesterov"]}
+        return {"DECAY": group["weight_decay"] != 0}
 
 
 class AdamWStep(_Step):
     """AM-AdamW: the reduction also advances every tensor's step count and bias factor."""
 
-    terms = 4
     sums_kernel = _adamw_sums_kernel
     reduce_kernel = _adamw_reduce_kernel
     update_kernel = _adamw_update_kernel
-
-    def __init__(self, batch: ParamBatch, layout: Layout) -> None:
-        group = batch.group
-        cap, beta2 = group["betas"]
-        hyper = (
-            _lr(group["lr"]),
-            cap,
-            beta2,
-            group["eps"],
-            group["lambd"],
-            group["weight_decay"],
-            float(group["gap_estimate"] == "compat"),
-        )
-        super().__init__(batch, layout, hyper)
 
     def _sums_arguments(self) -> tuple[Any, ...]:
         return (self.batch.first_steps,)
@@ -756,9 +771,11 @@ class AdamWStep(_Step):
         return self.tensors
 
     def _constants(self, kernel: Any) -> dict[str, Any]:
+        group = self.batch.group
+        if kernel is _adamw_update_kernel:
+            return {"NESTEROV": group["nesterov"]}
         if kernel is not _adamw_sums_kernel:
             return {}
-        group = self.batch.group
         return {
             "DECAY": group["weight_decay"] != 0,
             "COMPAT": group["gap_estimate"] == "compat",

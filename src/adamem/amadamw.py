@@ -16,13 +16,20 @@ betas (:math:`\Pi_0 = 1`):
     b = \textstyle\sum \eta\,\langle d-g,\; M(d-g)\rangle, \qquad M = \frac{1}{P(1+\lambda P)}, \\
     \beta &= \mathrm{select}(a, b, \beta_{1,\max})
           \quad(\beta = \beta_{1,\max} \text{ at } k = 1), \\
-    d &\leftarrow \frac{(1-\beta)\,g + (\lambda P + \beta)\,d}{1 + \lambda P}, \qquad
+    d &\leftarrow d + w\,(g - d), \quad w = \frac{1-\beta}{1 + \lambda P}, \qquad
     x \leftarrow (1 - \mu\eta)\,x - \eta\, d / P, \qquad \Pi \leftarrow \Pi\beta,
 
 with sums over each block of ``scope``. :math:`P` is Adam's bias-corrected denominator, with
 the bias of the time-varying EMA approximated by :math:`\beta_{1,\max}` in place of the unknown
 current beta; with :math:`\lambda = 0` the first step is Adam's. :math:`P_{t-1}` is rebuilt
-from the previous :math:`v` and bias factor, so no extra buffer is stored.
+from the previous :math:`v` and bias factor, so no extra buffer is stored. With
+:math:`\lambda = 0` the term :math:`\lambda P` is 0 even where :math:`P` overflows.
+
+**Nesterov** (``nesterov=True``), in the manner of NAdam with decoupled weight decay: the same
+:math:`\beta` and memory, and the step mixes the bias-corrected new memory with the gradient
+once more, :math:`x \leftarrow (1 - \mu\eta)\,x - \eta\,\big(d + w\,(b_1 g - d)\big)/P` with
+:math:`b_1 = 1 - \beta_{1,\max}\Pi` the bias factor in :math:`P` (so that the gradient enters
+unscaled: with :math:`\lambda = 0` the first step is still Adam's).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from ._optimizer import (
     LearningRate,
     ParamBatch,
     check_choice,
+    check_flag,
     check_learning_rate,
     check_number,
     scalar_state,
@@ -60,6 +68,7 @@ __all__ = [
     "compat_gap",
     "displacement_gap",
     "gap_scale",
+    "pull_weight",
 ]
 
 GapEstimate = Literal["displacement", "compat"]
@@ -77,6 +86,7 @@ class AMAdamW(AMOptimizer):
         eps: added to the root of the second moment, ``> 0``.
         weight_decay: decoupled decay :math:`\mu \ge 0` (``lr * weight_decay < 1``).
         lambd: pull :math:`\lambda \ge 0` towards the old direction.
+        nesterov: take a NAdam-style look-ahead step with the same beta (module docstring).
         scope: ``"tensor"`` (one beta per parameter tensor), ``"group"`` (one per parameter
             group) or ``"global"`` (one for every group whose scope is ``"global"``).
         gap_estimate: how the function gap :math:`\Gamma \approx f(x_{t-1}) - f(x_t)` is
@@ -94,7 +104,11 @@ class AMAdamW(AMOptimizer):
 
     The displacement gap rebuilds :math:`x_{t-1} - x_t` from the previous learning rate (kept
     per tensor) and the group's current ``betas``, ``eps`` and ``weight_decay``: if those
-    change between two steps, that one step's gap is approximate.
+    change between two steps, that one step's gap is approximate. With ``nesterov`` it is
+    the displacement along the memory (the look-ahead part of the last step is not stored).
+
+    To continue a ``torch.optim.AdamW`` run from its checkpoint, see
+    :meth:`load_adamw_state_dict`.
 
     Example:
         >>> import torch, adamem
@@ -111,12 +125,14 @@ class AMAdamW(AMOptimizer):
     _statistic_keys = frozenset(
         {"beta", "beta_product", "prev_bias_correction1", "prev_lr", "step"}
     )
+    _state_keys = _statistic_keys | {"exp_avg", "exp_avg_sq"}
     _group_defaults = {
         "scope": "tensor",
         "maximize": False,
         "foreach": None,
         "gap_estimate": "displacement",
         "fused": None,
+        "nesterov": False,
     }
 
     def __init__(
@@ -130,6 +146,7 @@ class AMAdamW(AMOptimizer):
         lambd: float = 0.1,
         scope: Scope = "tensor",
         gap_estimate: GapEstimate = "displacement",
+        nesterov: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
@@ -142,6 +159,7 @@ class AMAdamW(AMOptimizer):
             lambd=lambd,
             scope=scope,
             gap_estimate=gap_estimate,
+            nesterov=nesterov,
             maximize=maximize,
             foreach=foreach,
             fused=fused,
@@ -156,17 +174,67 @@ class AMAdamW(AMOptimizer):
         check_number("betas[0] (beta1_max)", betas[0], 0.0, 1.0, high_open=True)
         check_number("betas[1] (beta2)", betas[1], 0.0, 1.0, high_open=True)
         check_number("eps", group["eps"], 0.0, float("inf"), high_open=True)
-        if not group["eps"] > 0:
-            raise ValueError(f"eps must be > 0, got {group['eps']}")
+        if not group["eps"] > 0:  # also in range: only 0 itself gets here
+            raise ValueError(f"eps must lie in (0.0, inf), got {group['eps']}")
         check_number("weight_decay", group["weight_decay"], 0.0, float("inf"), high_open=True)
         check_number("lambd", group["lambd"], 0.0, float("inf"), high_open=True)
         check_choice("gap_estimate", group["gap_estimate"], GAP_ESTIMATES)
+        check_flag("nesterov", group["nesterov"])
         _fused.validate_fused(group)
         if float(group["lr"]) * group["weight_decay"] >= 1:
             raise ValueError(
                 f"lr * weight_decay must be < 1 (the decay factor 1 - lr*weight_decay must stay "
                 f"positive), got lr={float(group['lr'])}, weight_decay={group['weight_decay']}"
             )
+
+    def load_adamw_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue a ``torch.optim.AdamW`` (or ``Adam``) run: load its ``state_dict``.
+
+        The moments and step counts carry over unchanged, and so do the run's ``lr``,
+        ``betas``, ``eps``, ``weight_decay`` and ``maximize`` (``betas[0]`` becomes the cap on
+        beta); this optimizer keeps its own ``lambd``, ``scope``, ``gap_estimate``,
+        ``nesterov``, ``foreach`` and ``fused``. The state is set as if every past step had
+        taken beta = ``betas[0]``, which is what AdamW did: the product of betas and the last
+        bias factor are AdamW's, so the first AM step's bias correction continues AdamW's,
+        and its displacement gap is AdamW's last step exactly (taking the group's ``lr`` as
+        the last step's). Build this optimizer with the same parameter groups; AdamW's
+        ``amsgrad=True`` has no AM counterpart and is refused.
+
+        Example:
+            >>> import torch, adamem
+            >>> model = torch.nn.Linear(3, 1)
+            >>> adamw = torch.optim.AdamW(model.parameters(), lr=1e-2)
+            >>> model(torch.ones(4, 3)).sum().backward()
+            >>> adamw.step()
+            >>> optimizer = adamem.AMAdamW(model.parameters())
+            >>> optimizer.load_adamw_state_dict(adamw.state_dict())
+            >>> float(optimizer.state[model.weight]["step"]), optimizer.param_groups[0]["lr"]
+            (1.0, 0.01)
+        """
+
+        def group_settings(saved: dict[str, Any]) -> dict[str, Any]:
+            if saved.get("amsgrad"):
+                raise ValueError("AdamW with amsgrad=True has no AMAdamW counterpart")
+            keys = ("lr", "betas", "eps", "weight_decay", "maximize", "initial_lr")
+            return {key: saved[key] for key in keys if key in saved}
+
+        def tensor_state(saved: dict[str, Any], group: dict[str, Any]) -> dict[str, Any]:
+            step = float(saved["step"])
+            beta1 = float(group["betas"][0])
+            return {
+                "step": torch.tensor(step),
+                "exp_avg": saved["exp_avg"],
+                "exp_avg_sq": saved["exp_avg_sq"],
+                "beta": torch.tensor(beta1),
+                "beta_product": torch.tensor(beta1**step, dtype=torch.float64),
+                "prev_bias_correction1": torch.tensor(1 - beta1**step, dtype=torch.float64),
+                "prev_lr": torch.tensor(float(group["lr"]), dtype=torch.float64),
+            }
+
+        self._load_converted(state_dict, group_settings, tensor_state)
+
+    def _conversion_hint(self) -> str:
+        return "; to continue a torch.optim.AdamW run, use load_adamw_state_dict"
 
     def _beta_cap(self, group: dict[str, Any]) -> float:
         return float(group["betas"][0])
@@ -189,7 +257,7 @@ class AMAdamW(AMOptimizer):
             state["prev_lr"] = scalar_state(group["lr"], param)
 
         batch = self._collect(group, init_state)
-        batch.scratch["fused"] = _fused.plan(batch, _fused.ADAMW, self._kernel_layouts)
+        batch.scratch["fused"] = _fused.plan(batch, KERNELS, self._kernel_layouts)
         batch.scratch["foreach"] = use_foreach(group, batch.params)
         return batch
 
@@ -252,6 +320,9 @@ class AMAdamW(AMOptimizer):
             lr=group["lr"],
             weight_decay=group["weight_decay"],
             lambd=group["lambd"],
+            # phase 1 set it to this step's bias factor 1 - beta1_max Pi
+            bias_corrections1=batch.state_list("prev_bias_correction1"),
+            nesterov=group["nesterov"],
             foreach=batch.scratch["foreach"],
         )
         beta_list = list(all_betas.unbind())
@@ -450,12 +521,13 @@ def amadamw_terms(
 ) -> tuple[Tensor, Tensor]:
     """One tensor's ``(a, b) = (lr num, lr den)`` of §2 with ``Delta = gap``."""
     p, difference = preconditioner, memory - grad
+    lambd_p = pull_weight(lambd, p)
     # M (d - g) = (d - g) / P / (1 + lambd P): dividing twice keeps |g| ~ 1e30 in range.
-    metric_difference = difference / p / (1 + lambd * p)
+    metric_difference = difference / p / (1 + lambd_p)
     return amadamw_terms_from_dots(
         gap,
         ops.dot(x, difference),
-        ops.dot(metric_difference, grad + lambd * p * memory),
+        ops.dot(metric_difference, grad + lambd_p * memory),
         ops.dot(difference, metric_difference),
         lr=lr,
         weight_decay=weight_decay,
@@ -476,6 +548,41 @@ def amadamw_terms_from_dots(
     return gap - lr * (weight_decay * decay + pull), lr * curvature
 
 
+def pull_weight(lambd: float, preconditioner: Tensor) -> Tensor | float:
+    """``lambd * P``; 0 when ``lambd`` is 0, also where ``P`` overflowed to inf: without the
+    pull term the model has no ``lambd P`` at all, and ``0 * inf`` would make the step NaN."""
+    return lambd * preconditioner if lambd != 0 else 0.0
+
+
+def _kernel_terms(dots: Tensor, group: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    gap, decay, pull, curvature = dots
+    return amadamw_terms_from_dots(
+        gap, decay, pull, curvature, lr=group["lr"], weight_decay=group["weight_decay"]
+    )
+
+
+KERNELS = _fused.Kernels(
+    name="adamw",
+    memory_key="exp_avg",
+    second_moment_key="exp_avg_sq",
+    scalar_keys=frozenset({"step", "beta", "beta_product", "prev_bias_correction1", "prev_lr"}),
+    hyper=lambda group: {
+        "lr": group["lr"],
+        "cap": group["betas"][0],
+        "beta2": group["betas"][1],
+        "eps": group["eps"],
+        "weight_decay": group["weight_decay"],
+        "lambd": group["lambd"],
+        "compat_gap": float(group["gap_estimate"] == "compat"),
+        "nesterov": float(group["nesterov"]),
+    },
+    dots=4,
+    terms_from_dots=_kernel_terms,
+)
+"""AM-AdamW's fused kernels: the gap (scaled by :func:`gap_scale`), ``<x, d-g>``,
+``<M (d-g), g + lambd P d>``, ``<d-g, M (d-g)>``."""
+
+
 def amadamw_tensor_step(
     x: Tensor,
     grad: Tensor,
@@ -486,13 +593,19 @@ def amadamw_tensor_step(
     lr: LearningRate,
     weight_decay: float,
     lambd: float,
+    nesterov: bool = False,
+    bias_correction1: Tensor | float = 1.0,
 ) -> tuple[Tensor, Tensor]:
-    """One tensor's new ``(x, d)``: ``d' = ((1-beta) g + (lambd P + beta) d) / (1 + lambd P)``,
-    ``x' = (1 - weight_decay lr) x - lr d' / P``."""
+    """One tensor's new ``(x, d)``: ``d' = lerp(d, g, w)``, ``w = (1-beta) / (1 + lambd P)``
+    (that is ``((1-beta) g + (lambd P + beta) d) / (1 + lambd P)``),
+    ``x' = (1 - weight_decay lr) x - lr d' / P``; with ``nesterov``, ``x'`` takes
+    ``lerp(d', bias_correction1 g, w)`` in place of ``d'``."""
     p = preconditioner
     # The lerp form of the update: its weight stays in [0, 1] when P overflows to inf.
-    new_memory = torch.lerp(memory, grad, (1 - beta) / (1 + lambd * p))
-    return (1 - weight_decay * lr) * x - lr * (new_memory / p), new_memory
+    weight = (1 - beta) / (1 + pull_weight(lambd, p))
+    new_memory = torch.lerp(memory, grad, weight)
+    direction = torch.lerp(new_memory, bias_correction1 * grad, weight) if nesterov else new_memory
+    return (1 - weight_decay * lr) * x - lr * (direction / p), new_memory
 
 
 def _multi_tensor_block_sums(
@@ -540,9 +653,12 @@ def _multi_tensor_block_sums(
     scale = gap_scale(prev_lr, lr=lr, weight_decay=mu, gap_estimate=gap_estimate)
     gap = gaps(torch._foreach_div(d, last_p), scale)
     differences = torch._foreach_sub(d, g)
-    one_plus_lambd_p = torch._foreach_add(torch._foreach_mul(ps, lambd), 1.0)
-    metric_gaps = torch._foreach_div(torch._foreach_div(differences, ps), one_plus_lambd_p)
-    pulled = torch._foreach_add(g, torch._foreach_mul(torch._foreach_mul(ps, d), lambd))
+    metric_gaps = torch._foreach_div(differences, ps)
+    if lambd != 0:  # pull_weight: no lambd P term at all (also where P is inf)
+        torch._foreach_div_(metric_gaps, torch._foreach_add(torch._foreach_mul(ps, lambd), 1.0))
+        pulled = torch._foreach_add(g, torch._foreach_mul(torch._foreach_mul(ps, d), lambd))
+    else:
+        pulled = g
     pull = ops.stack_on(ops.foreach_dot(metric_gaps, pulled), like)
     decay = ops.stack_on(ops.foreach_dot(x, differences), like)
     curvature = ops.stack_on(ops.foreach_dot(differences, metric_gaps), like)
@@ -560,24 +676,46 @@ def amadamw_update(
     lr: LearningRate,
     weight_decay: float,
     lambd: float,
+    bias_corrections1: list[Tensor],
+    nesterov: bool = False,
     foreach: bool,
 ) -> None:
-    """``d <- ((1-beta) g + (lambd P + beta) d) / (1 + lambd P)``; ``x <- (1-mu lr) x - lr d/P``."""
+    """``d <- lerp(d, g, w)``, ``w = (1-beta) / (1 + lambd P)``; ``x <- (1-mu lr) x - lr d/P``,
+    or with ``nesterov`` ``x <- (1-mu lr) x - lr lerp(d, bc1 g, w) / P``, ``bc1`` from
+    ``bias_corrections1`` (this step's ``1 - beta1_max Pi`` of each tensor)."""
     dtypes = [g.dtype for g in grads]
     xs = ops.in_dtype(params, dtypes)
     memories = ops.in_dtype(exp_avgs, dtypes)
     if foreach:
-        weights = torch._foreach_add(torch._foreach_mul(preconditioners, lambd), 1.0)
-        torch._foreach_reciprocal_(weights)
-        weights = ops.foreach_mul_unbound(weights, 1 - betas)
+        if lambd != 0:  # pull_weight
+            weights = torch._foreach_add(torch._foreach_mul(preconditioners, lambd), 1.0)
+            torch._foreach_reciprocal_(weights)
+            weights = ops.foreach_mul_unbound(weights, 1 - betas)
+        else:
+            weights = list((1 - betas).unbind())
         new_memories = torch._foreach_lerp(memories, grads, weights)
-        steps = ops.scale(torch._foreach_div(new_memories, preconditioners), lr)
+        directions = new_memories
+        if nesterov:
+            scaled_grads = torch._foreach_mul(grads, list(bias_corrections1))
+            directions = torch._foreach_lerp(new_memories, scaled_grads, weights)
+        steps = ops.scale(torch._foreach_div(directions, preconditioners), lr)
         new_params = torch._foreach_sub(ops.scale(xs, 1 - weight_decay * lr), steps)
     else:
         new_memories, new_params = [], []
-        for x, g, d, p, beta in zip(xs, grads, memories, preconditioners, betas.unbind()):
+        for x, g, d, p, beta, bias_correction1 in zip(
+            xs, grads, memories, preconditioners, betas.unbind(), bias_corrections1
+        ):
             new_x, new_memory = amadamw_tensor_step(
-                x, g, d, p, beta, lr=lr, weight_decay=weight_decay, lambd=lambd
+                x,
+                g,
+                d,
+                p,
+                beta,
+                lr=lr,
+                weight_decay=weight_decay,
+                lambd=lambd,
+                nesterov=nesterov,
+                bias_correction1=bias_correction1,
             )
             new_memories.append(new_memory)
             new_params.append(new_x)

@@ -6,17 +6,23 @@ With gradient :math:`g_t` (plus ``weight_decay`` :math:`\cdot x_t`, coupled L2),
 
 .. math::
 
-    a &= \textstyle\sum (1+\lambda)\,\eta_{t-1}\langle g_t, d_t\rangle
-          - \eta_t\langle d_t - g_t,\; g_t + \lambda d_t\rangle, \qquad
-    b = \textstyle\sum \eta_t\,\|d_t - g_t\|^2, \\
+    a &= \textstyle\sum \eta_{t-1}\langle g_t, d_t\rangle
+          - \frac{\eta_t}{1+\lambda}\langle d_t - g_t,\; g_t + \lambda d_t\rangle, \qquad
+    b = \textstyle\sum \frac{\eta_t}{1+\lambda}\,\|d_t - g_t\|^2, \\
     \beta_t &= \mathrm{select}(a, b, \beta_{\max})
           \quad(= \mathrm{clip}(a/b, 0, \beta_{\max}) \text{ when } b > 0), \\
-    d_{t+1} &= \frac{(\beta_t+\lambda)\,d_t + (1-\beta_t)\,g_t}{1+\lambda}, \qquad
+    d_{t+1} &= d_t + w_t\,(g_t - d_t), \quad w_t = \frac{1-\beta_t}{1+\lambda}, \qquad
     x_{t+1} = x_t - \eta_t\, d_{t+1},
 
 and the first step of a tensor takes :math:`d_1 = g_0`. :math:`\beta_t` is the optimal weight
-of the memory plane in the proximal two-plane model of §2; the weight of the old direction in
-the new one is :math:`(\beta_t+\lambda)/(1+\lambda) \in [0.091, 0.909]` at the defaults.
+of the memory plane in the proximal two-plane model of §2 (``a`` and ``b`` are :math:`\eta_t`
+times its num and den, so blocks with different :math:`\lambda` add up exactly); the weight of
+the old direction in the new one is :math:`(\beta_t+\lambda)/(1+\lambda) \in [0.091, 0.909]`
+at the defaults.
+
+**Nesterov** (``nesterov=True``): the same :math:`\beta_t` and memory, and the step looks
+ahead by mixing the new memory with the gradient once more, as ``torch.optim.SGD`` does in
+EMA form: :math:`x_{t+1} = x_t - \eta_t\,(d_{t+1} + w_t\,(g_t - d_{t+1}))`.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.optim.optimizer import required
 
 from . import _fused
 from . import _tensor_ops as ops
@@ -59,6 +66,7 @@ class AMSGD(AMOptimizer):
         lr: learning rate :math:`\eta` in EMA units (float or one-element Tensor). At steady
             state the step is ``lr * g``, whereas ``torch.optim.SGD(momentum=m)`` steps
             ``lr * g / (1 - m)``: ``AMSGD(lr=0.1)`` moves like ``SGD(lr=0.01, momentum=0.9)``.
+            Required, here or in every parameter group.
         beta_max: cap on :math:`\beta_t`, in ``[0, 1)``.
         lambd: pull :math:`\lambda \ge 0` towards the old direction; the effective momentum is
             :math:`(\beta+\lambda)/(1+\lambda)`.
@@ -66,6 +74,7 @@ class AMSGD(AMOptimizer):
             group) or ``"global"`` (one for every group whose scope is ``"global"``).
         weight_decay: coupled L2 penalty: the model is built for the loss plus
             ``weight_decay/2 * ||x||^2``.
+        nesterov: take a Nesterov look-ahead step with the same beta (module docstring).
         maximize: maximise the objective instead (``p.grad`` is left untouched).
         foreach: use the multi-tensor path; ``None`` picks it when all parameters are on CUDA.
         fused: run the step's two passes each as one kernel over all of the group's
@@ -77,6 +86,8 @@ class AMSGD(AMOptimizer):
 
     After a step, ``optimizer.state[p]["beta"]`` holds the beta of ``p``'s block (0-d, fp32,
     or fp64 for fp64 parameters; 0 before the second step, where no beta is solved).
+
+    To continue a ``torch.optim.SGD`` run from its checkpoint, see :meth:`load_sgd_state_dict`.
 
     Example:
         >>> import torch, adamem
@@ -92,23 +103,26 @@ class AMSGD(AMOptimizer):
     """
 
     _statistic_keys = frozenset({"beta", "prev_lr"})
+    _state_keys = frozenset({"momentum_buffer", "beta", "prev_lr"})
     _group_defaults = {
         "scope": "tensor",
         "maximize": False,
         "foreach": None,
         "weight_decay": 0.0,
         "fused": None,
+        "nesterov": False,
     }
 
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: LearningRate,
+        lr: LearningRate = required,
         *,
         beta_max: float = 0.9,
         lambd: float = 0.1,
         scope: Scope = "tensor",
         weight_decay: float = 0.0,
+        nesterov: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
@@ -119,6 +133,7 @@ class AMSGD(AMOptimizer):
             lambd=lambd,
             scope=scope,
             weight_decay=weight_decay,
+            nesterov=nesterov,
             maximize=maximize,
             foreach=foreach,
             fused=fused,
@@ -130,8 +145,61 @@ class AMSGD(AMOptimizer):
         check_number("beta_max", group["beta_max"], 0.0, 1.0, high_open=True)
         check_number("lambd", group["lambd"], 0.0, float("inf"), high_open=True)
         check_number("weight_decay", group["weight_decay"], 0.0, float("inf"), high_open=True)
+        check_flag("nesterov", group["nesterov"])
         check_flag("maximize", group["maximize"])
         _fused.validate_fused(group)
+
+    def load_sgd_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue a ``torch.optim.SGD`` run with momentum: load its ``state_dict``.
+
+        ``SGD(lr, momentum=m, dampening=t)`` keeps ``b <- m b + (1-t) g`` and steps ``lr b``;
+        AM-SGD keeps the memory in gradient units. So the momentum buffer becomes the memory
+        ``d = b (1-m) / (1-t)`` and the learning rate (also a scheduler's ``initial_lr`` in
+        the group) becomes ``lr (1-t) / (1-m)``: the last step ``lr b`` is the same
+        displacement, which the next beta's gap uses. ``weight_decay`` (coupled, as in SGD),
+        ``nesterov`` and ``maximize`` carry over; this optimizer keeps its own ``beta_max``,
+        ``lambd``, ``scope``, ``foreach`` and ``fused``. A tensor without a momentum buffer
+        (``momentum=0``, or no step yet) starts afresh. A learning-rate scheduler resumed
+        from its own checkpoint still holds SGD's units: build it anew for this optimizer.
+
+        Example:
+            >>> import torch, adamem
+            >>> model = torch.nn.Linear(3, 1)
+            >>> sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            >>> model(torch.ones(4, 3)).sum().backward()
+            >>> sgd.step()
+            >>> optimizer = adamem.AMSGD(model.parameters(), lr=0.1)
+            >>> optimizer.load_sgd_state_dict(sgd.state_dict())
+            >>> round(optimizer.param_groups[0]["lr"], 12)
+            0.1
+        """
+
+        def units(group: dict[str, Any]) -> float:
+            momentum = group["momentum"]
+            return (1 - group["dampening"]) / (1 - momentum) if momentum else 1.0
+
+        def group_settings(saved: dict[str, Any]) -> dict[str, Any]:
+            settings = {key: saved[key] for key in ("weight_decay", "nesterov", "maximize")}
+            for key in ("lr", "initial_lr"):
+                if key in saved:
+                    settings[key] = saved[key] * units(saved)
+            return settings
+
+        def tensor_state(saved: dict[str, Any], group: dict[str, Any]) -> dict[str, Any]:
+            buffer = saved.get("momentum_buffer")
+            if buffer is None:
+                return {}
+            lr = group["lr"] * units(group)
+            return {
+                "momentum_buffer": buffer / units(group),
+                "prev_lr": torch.tensor(float(lr), dtype=torch.float64),
+                "beta": torch.tensor(0.0),
+            }
+
+        self._load_converted(state_dict, group_settings, tensor_state)
+
+    def _conversion_hint(self) -> str:
+        return "; to continue a torch.optim.SGD run, use load_sgd_state_dict"
 
     def _beta_cap(self, group: dict[str, Any]) -> float:
         return float(group["beta_max"])
@@ -148,7 +216,7 @@ class AMSGD(AMOptimizer):
 
         batch = self._collect(group, init_state)
         # The kernels add weight_decay * x to the gradient themselves, in both passes.
-        batch.scratch["fused"] = _fused.plan(batch, _fused.SGD, self._kernel_layouts)
+        batch.scratch["fused"] = _fused.plan(batch, KERNELS, self._kernel_layouts)
         batch.scratch["foreach"] = use_foreach(group, batch.params)
         if group["weight_decay"] != 0 and len(batch) and batch.scratch["fused"] is None:
             params = ops.in_dtype(batch.params, [g.dtype for g in batch.grads])
@@ -182,6 +250,7 @@ class AMSGD(AMOptimizer):
             first_steps=batch.first_steps,
             lr=batch.group["lr"],
             lambd=batch.group["lambd"],
+            nesterov=batch.group["nesterov"],
             foreach=batch.scratch["foreach"],
         )
         if betas is not None:
@@ -220,7 +289,8 @@ def amsgd_block_sums(
 def amsgd_terms(
     grad: Tensor, memory: Tensor, *, gap: Tensor, lr: LearningRate, lambd: float
 ) -> tuple[Tensor, Tensor]:
-    """One tensor's ``(a, b)``: ``(1+lambd) gap - lr <d-g, g+lambd d>`` and ``lr ||d-g||^2``.
+    """One tensor's ``(a, b)``: ``gap - lr <d-g, g+lambd d> / (1+lambd)`` and
+    ``lr ||d-g||^2 / (1+lambd)`` (§2 with ``P = I``).
 
     ``gap`` estimates ``f(x_{t-1}) - f(x_t)``; the optimizer uses ``prev_lr * <g, d>`` (§4).
     """
@@ -238,17 +308,55 @@ def amsgd_terms_from_dots(
     gap: Tensor, pull: Tensor, curvature: Tensor, *, lr: LearningRate, lambd: float
 ) -> tuple[Tensor, Tensor]:
     """``(a, b)`` from the gap and the inner products ``pull = <d-g, g+lambd d>`` and
-    ``curvature = ||d-g||^2``."""
-    return (1 + lambd) * gap - lr * pull, lr * curvature
+    ``curvature = ||d-g||^2``.
+
+    These are the model's ``lr * num`` and ``lr * den`` (§2 with ``P = I``), not the §3 form
+    multiplied through by ``1 + lambd``: the ratio is the same, but only this form adds up
+    over blocks with different ``lambd`` (a ``scope="global"`` block of several groups)."""
+    scale = lr / (1 + lambd)
+    return gap - scale * pull, scale * curvature
+
+
+def _kernel_terms(dots: Tensor, group: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    gap, pull, curvature = dots
+    return amsgd_terms_from_dots(gap, pull, curvature, lr=group["lr"], lambd=group["lambd"])
+
+
+KERNELS = _fused.Kernels(
+    name="sgd",
+    memory_key="momentum_buffer",
+    second_moment_key=None,
+    scalar_keys=frozenset({"beta", "prev_lr"}),
+    hyper=lambda group: {
+        "lr": group["lr"],
+        "cap": group["beta_max"],
+        "weight_decay": group["weight_decay"],
+        "lambd": group["lambd"],
+        "nesterov": float(group["nesterov"]),
+    },
+    dots=3,
+    terms_from_dots=_kernel_terms,
+)
+"""AM-SGD's fused kernels: the gap ``prev_lr <g, d>``, ``<d-g, g+lambd d>``, ``||d-g||^2``."""
 
 
 def amsgd_tensor_step(
-    param: Tensor, grad: Tensor, memory: Tensor, beta: Tensor, *, lr: LearningRate, lambd: float
+    param: Tensor,
+    grad: Tensor,
+    memory: Tensor,
+    beta: Tensor,
+    *,
+    lr: LearningRate,
+    lambd: float,
+    nesterov: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """One tensor's new ``(x, d)``: ``d' = ((beta+lambd) d + (1-beta) g) / (1+lambd)``,
-    ``x' = x - lr d'``."""
-    new_memory = torch.lerp(memory, grad, (1 - beta) / (1 + lambd))
-    return param - lr * new_memory, new_memory
+    """One tensor's new ``(x, d)``: ``d' = lerp(d, g, w)``, ``w = (1-beta) / (1+lambd)``
+    (that is ``((beta+lambd) d + (1-beta) g) / (1+lambd)``), ``x' = x - lr d'``, or with
+    ``nesterov`` ``x' = x - lr lerp(d', g, w)``."""
+    weight = (1 - beta) / (1 + lambd)
+    new_memory = torch.lerp(memory, grad, weight)
+    direction = torch.lerp(new_memory, grad, weight) if nesterov else new_memory
+    return param - lr * direction, new_memory
 
 
 def amsgd_update(
@@ -260,6 +368,7 @@ def amsgd_update(
     first_steps: int,
     lr: LearningRate,
     lambd: float,
+    nesterov: bool = False,
     foreach: bool,
 ) -> None:
     """Update memories and parameters in place; the first ``first_steps`` take ``d = g``.
@@ -270,12 +379,18 @@ def amsgd_update(
     if foreach:
         memories = ops.in_dtype(momentum_buffers[seen], [g.dtype for g in grads[seen]])
         new_memories = list(grads[:first_steps])
+        directions = list(grads[:first_steps])
         if betas is not None:
             betas = betas.to(grads[first_steps].device)
             weights = list(((1 - betas) / (1 + lambd)).unbind())
-            new_memories += torch._foreach_lerp(memories, grads[seen], weights)
+            seen_memories = torch._foreach_lerp(memories, grads[seen], weights)
+            new_memories += seen_memories
+            if nesterov:
+                directions += torch._foreach_lerp(seen_memories, grads[seen], weights)
+            else:
+                directions += seen_memories
         xs = ops.in_dtype(params, [g.dtype for g in grads])
-        new_params = torch._foreach_sub(xs, ops.scale(new_memories, lr))
+        new_params = torch._foreach_sub(xs, ops.scale(directions, lr))
     else:
         new_memories, new_params = [], []
         for index, (param, grad, buffer) in enumerate(zip(params, grads, momentum_buffers)):
@@ -285,7 +400,7 @@ def amsgd_update(
             else:
                 beta = betas[index - first_steps].to(grad.device)
                 new_x, new_memory = amsgd_tensor_step(
-                    x, grad, buffer.to(grad.dtype), beta, lr=lr, lambd=lambd
+                    x, grad, buffer.to(grad.dtype), beta, lr=lr, lambd=lambd, nesterov=nesterov
                 )
             new_memories.append(new_memory)
             new_params.append(new_x)

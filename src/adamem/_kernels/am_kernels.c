@@ -12,7 +12,8 @@
  * A tensor past its first step takes two passes, because beta needs sums over its whole
  * block before any element may change:
  *   am_<kind>_sums_<dtype>    reads g, d (and v, x where the model needs them), advances v,
- *                             and returns each tensor's (a, b) of ALGORITHMS.md section 4;
+ *                             and returns each tensor's inner products, from which Python
+ *                             forms the (a, b) of ALGORITHMS.md section 4;
  *   am_<kind>_update_<dtype>  applies the solved betas to d and x.
  * A first step follows a fixed rule and takes one pass (am_<kind>_first_<dtype>).
  * <kind> is sgd or adamw; <dtype> is f32 or f64. Each entry point also advances the 0-d state
@@ -35,30 +36,22 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-/* One tensor's record; adamem/_fused.py writes the same layout (RECORD_FIELDS). */
-enum {
-    R_X,             /* parameter (real view)                                  */
-    R_G,             /* gradient, in the parameter's dtype, maximize applied   */
-    R_D,             /* memory: momentum_buffer or exp_avg                     */
-    R_V,             /* exp_avg_sq (AM-AdamW only)                             */
-    R_NUMEL,         /* element count of the real view                         */
-    R_STEP,          /* 0-d state scalars, all in the parameter's real dtype   */
-    R_BETA,
-    R_BETA_PRODUCT,
-    R_PREV_BC1,
-    R_PREV_LR,
-    R_FIELDS
-};
-
-/* The group's hyperparameters, in the order of Kind.hyper in adamem/_fused.py. */
-enum { H_LR, H_CAP, H_BETA2, H_EPS, H_WEIGHT_DECAY, H_LAMBD, H_COMPAT_GAP, H_FIELDS };
+/*
+ * The record fields (R_*: R_X, R_G, R_D, R_V, R_NUMEL, the state scalars R_STEP, R_BETA,
+ * R_BETA_PRODUCT, R_PREV_BIAS_CORRECTION1, R_PREV_LR, and R_FIELDS), the hyperparameters
+ * (H_*: H_LR, H_CAP, H_BETA2, H_EPS, H_WEIGHT_DECAY, H_LAMBD, H_COMPAT_GAP, H_NESTEROV, and
+ * H_FIELDS) and MAX_DOTS are defined on the compiler's command line by adamem/_jit.py, from
+ * the one layout both backends share (adamem/_kernel_contract.py).
+ */
+#if !defined(R_FIELDS) || !defined(H_FIELDS) || !defined(MAX_DOTS)
+#error "compile through adamem/_jit.py, which defines the kernel contract (R_*, H_*, MAX_DOTS)"
+#endif
 
 /* Per-tensor constants that the prologues compute once (bias factors, 1 - beta). */
 enum { K_BC1, K_INV_BC2, K_PREV_BC1, K_INV_PREV_BC2, K_ONE_MINUS_BETA, K_FIELDS };
 
 #define CHUNK 16384 /* elements per work item: 64 KiB of fp32 per array */
 #define BLOCK 512   /* elements summed in the tensor's dtype before adding into double */
-#define MAX_SUMS 4
 
 typedef void (*chunk_fn)(const int64_t *record, const double *hyper, const double *constants,
                          int64_t start, int64_t stop, double *sums);
@@ -85,7 +78,7 @@ static int run_chunks(const int64_t *records, int64_t count, const double *hyper
         elements += numel;
     }
     item_t *list = malloc((size_t)(items > 0 ? items : 1) * sizeof *list);
-    double *partial = calloc((size_t)(items > 0 ? items : 1) * MAX_SUMS, sizeof *partial);
+    double *partial = calloc((size_t)(items > 0 ? items : 1) * MAX_DOTS, sizeof *partial);
     if (list == NULL || partial == NULL) {
         free(list);
         free(partial);
@@ -109,13 +102,13 @@ static int run_chunks(const int64_t *records, int64_t count, const double *hyper
     for (int64_t i = 0; i < items; ++i) {
         const int64_t t = list[i].tensor;
         fn(records + t * R_FIELDS, hyper, constants ? constants + t * K_FIELDS : NULL,
-           list[i].start, list[i].stop, partial + i * MAX_SUMS);
+           list[i].start, list[i].stop, partial + i * MAX_DOTS);
     }
     for (int64_t t = 0; t < count * nsums; ++t)
         sums[t] = 0.0;
     for (int64_t i = 0; i < items; ++i)
         for (int j = 0; j < nsums; ++j)
-            sums[list[i].tensor * nsums + j] += partial[i * MAX_SUMS + j];
+            sums[list[i].tensor * nsums + j] += partial[i * MAX_DOTS + j];
     free(list);
     free(partial);
     return 0;

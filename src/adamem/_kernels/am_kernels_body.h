@@ -16,6 +16,12 @@ ALWAYS_INLINE T NAME(lerp)(T start, T end, T weight)
                            : end - (end - start) * ((T)1 - weight);
 }
 
+/*
+ * lambd * P, which is 0 when lambd is 0 even where P overflowed to inf (the model then has
+ * no pull term at all; 0 * inf would turn the step into NaN). amadamw.pull_weight.
+ */
+ALWAYS_INLINE T NAME(lambd_p)(T lambd, T p) { return lambd != 0 ? lambd * p : (T)0; }
+
 /* ---------------------------------------------------------------------------- AM-SGD */
 
 /* The gradient AM-SGD sees: g + weight_decay * x (coupled L2, AMSGD._prepare). */
@@ -60,10 +66,13 @@ static void NAME(sgd_sums_chunk)(const int64_t *record, const double *hyper,
         NAME(sgd_sums_body)(record, hyper, start, stop, sums, 0);
 }
 
-/* amsgd_tensor_step: d <- lerp(d, g, (1 - beta) / (1 + lambd)); x <- x - lr d. */
+/*
+ * amsgd_tensor_step: d <- lerp(d, g, w), w = (1 - beta) / (1 + lambd); x <- x - lr d, or with
+ * Nesterov x <- x - lr lerp(d, g, w).
+ */
 ALWAYS_INLINE void NAME(sgd_update_body)(const int64_t *record, const double *hyper,
                                          const double *constants, int64_t start, int64_t stop,
-                                         int decay)
+                                         int decay, int nesterov)
 {
     T *restrict x = pointer(record[R_X]);
     const T *restrict g = pointer(record[R_G]);
@@ -72,9 +81,10 @@ ALWAYS_INLINE void NAME(sgd_update_body)(const int64_t *record, const double *hy
     const T weight = (T)constants[K_ONE_MINUS_BETA];
 #pragma omp simd
     for (int64_t i = start; i < stop; ++i) {
-        const T memory = NAME(lerp)(d[i], NAME(sgd_grad)(g, x, i, weight_decay, decay), weight);
+        const T grad = NAME(sgd_grad)(g, x, i, weight_decay, decay);
+        const T memory = NAME(lerp)(d[i], grad, weight);
         d[i] = memory;
-        x[i] = x[i] - lr * memory;
+        x[i] = x[i] - lr * (nesterov ? NAME(lerp)(memory, grad, weight) : memory);
     }
 }
 
@@ -83,10 +93,15 @@ static void NAME(sgd_update_chunk)(const int64_t *record, const double *hyper,
                                    double *sums)
 {
     (void)sums;
-    if (hyper[H_WEIGHT_DECAY] != 0.0)
-        NAME(sgd_update_body)(record, hyper, constants, start, stop, 1);
+    const int decay = hyper[H_WEIGHT_DECAY] != 0.0, nesterov = hyper[H_NESTEROV] != 0.0;
+    if (decay && nesterov)
+        NAME(sgd_update_body)(record, hyper, constants, start, stop, 1, 1);
+    else if (decay)
+        NAME(sgd_update_body)(record, hyper, constants, start, stop, 1, 0);
+    else if (nesterov)
+        NAME(sgd_update_body)(record, hyper, constants, start, stop, 0, 1);
     else
-        NAME(sgd_update_body)(record, hyper, constants, start, stop, 0);
+        NAME(sgd_update_body)(record, hyper, constants, start, stop, 0, 0);
 }
 
 /* amsgd_update's first step: d <- g; x <- x - lr g. */
@@ -109,22 +124,14 @@ static void NAME(sgd_first_chunk)(const int64_t *record, const double *hyper,
     }
 }
 
-int NAME(am_sgd_sums)(const int64_t *records, int64_t count, const double *hyper, double *a,
-                      double *b, int threads)
+/* dots[3 t ...]: amsgd_block_sums' gap prev_lr <g, d>, then <d - g, g + lambd d>, ||d - g||^2. */
+int NAME(am_sgd_sums)(const int64_t *records, int64_t count, const double *hyper, double *dots,
+                      int threads)
 {
-    double *sums = malloc((size_t)(count > 0 ? count : 1) * 3 * sizeof *sums);
-    if (sums == NULL)
-        return -1;
     const int status =
-        run_chunks(records, count, hyper, NULL, NAME(sgd_sums_chunk), sums, 3, threads);
-    const double lr = hyper[H_LR], lambd = hyper[H_LAMBD];
-    for (int64_t t = 0; status == 0 && t < count; ++t) {
-        const double prev_lr = NAME(load)(records[t * R_FIELDS + R_PREV_LR]);
-        /* amsgd_terms, with the gap prev_lr <g, d> of amsgd_block_sums. */
-        a[t] = (1 + lambd) * (prev_lr * sums[3 * t]) - lr * sums[3 * t + 1];
-        b[t] = lr * sums[3 * t + 2];
-    }
-    free(sums);
+        run_chunks(records, count, hyper, NULL, NAME(sgd_sums_chunk), dots, 3, threads);
+    for (int64_t t = 0; status == 0 && t < count; ++t)
+        dots[3 * t] *= NAME(load)(records[t * R_FIELDS + R_PREV_LR]);
     return status;
 }
 
@@ -200,11 +207,12 @@ ALWAYS_INLINE void NAME(adamw_sums_body)(const int64_t *record, const double *hy
                 compat ? p : NAME(preconditioner)(old_v, prev_bc1, inv_prev_bc2, eps);
             const T difference = memory - grad;
             /* Dividing twice, as amadamw_terms does: P (1 + lambd P) may overflow. */
-            const T metric_difference = difference / p / (1 + lambd * p);
+            const T lambd_p = NAME(lambd_p)(lambd, p);
+            const T metric_difference = difference / p / (1 + lambd_p);
             gap += decay ? grad * (memory / last_p + mu * x[i]) : grad * (memory / last_p);
             if (decay)
                 weight_decay += x[i] * difference;
-            pull += metric_difference * (grad + lambd * p * memory);
+            pull += metric_difference * (grad + lambd_p * memory);
             curvature += difference * metric_difference;
         }
         sums[0] += gap;
@@ -230,13 +238,14 @@ static void NAME(adamw_sums_chunk)(const int64_t *record, const double *hyper,
 }
 
 /*
- * amadamw_tensor_step with P from v (already advanced):
- * d <- lerp(d, g, (1 - beta) / (1 + lambd P)); x <- (1 - mu lr) x - lr d / P.
+ * amadamw_tensor_step with P from v (already advanced): d <- lerp(d, g, w),
+ * w = (1 - beta) / (1 + lambd P); x <- (1 - mu lr) x - lr d / P, or with Nesterov
+ * x <- (1 - mu lr) x - lr lerp(d, bc1 g, w) / P, bc1 = 1 - beta1_max Pi.
  * With `advance`, first advance v as the sums pass does (a first step, which has no sums).
  */
 ALWAYS_INLINE void NAME(adamw_update_body)(const int64_t *record, const double *hyper,
                                            const double *constants, int64_t start,
-                                           int64_t stop, int advance)
+                                           int64_t stop, int advance, int nesterov)
 {
     T *restrict x = pointer(record[R_X]);
     const T *restrict g = pointer(record[R_G]);
@@ -256,9 +265,11 @@ ALWAYS_INLINE void NAME(adamw_update_body)(const int64_t *record, const double *
             v[i] = second_moment;
         }
         const T p = NAME(preconditioner)(second_moment, bc1, inv_bc2, eps);
-        const T memory = NAME(lerp)(d[i], grad, one_minus_beta / (1 + lambd * p));
+        const T weight = one_minus_beta / (1 + NAME(lambd_p)(lambd, p));
+        const T memory = NAME(lerp)(d[i], grad, weight);
         d[i] = memory;
-        x[i] = decay_factor * x[i] - lr * (memory / p);
+        const T direction = nesterov ? NAME(lerp)(memory, bc1 * grad, weight) : memory;
+        x[i] = decay_factor * x[i] - lr * (direction / p);
     }
 }
 
@@ -267,7 +278,10 @@ static void NAME(adamw_update_chunk)(const int64_t *record, const double *hyper,
                                      double *sums)
 {
     (void)sums;
-    NAME(adamw_update_body)(record, hyper, constants, start, stop, 0);
+    if (hyper[H_NESTEROV] != 0.0)
+        NAME(adamw_update_body)(record, hyper, constants, start, stop, 0, 1);
+    else
+        NAME(adamw_update_body)(record, hyper, constants, start, stop, 0, 0);
 }
 
 static void NAME(adamw_first_chunk)(const int64_t *record, const double *hyper,
@@ -275,7 +289,10 @@ static void NAME(adamw_first_chunk)(const int64_t *record, const double *hyper,
                                     double *sums)
 {
     (void)sums;
-    NAME(adamw_update_body)(record, hyper, constants, start, stop, 1);
+    if (hyper[H_NESTEROV] != 0.0)
+        NAME(adamw_update_body)(record, hyper, constants, start, stop, 1, 1);
+    else
+        NAME(adamw_update_body)(record, hyper, constants, start, stop, 1, 0);
 }
 
 /*
@@ -287,17 +304,16 @@ static T NAME(inv_bias_correction2)(double beta2, T step)
     return (T)1 / ((T)1 - POW((T)beta2, step));
 }
 
-int NAME(am_adamw_sums)(const int64_t *records, int64_t count, const double *hyper, double *a,
-                        double *b, int threads)
+/*
+ * dots[4 t ...]: the gap (displacement_gap or compat_gap), <x, d - g>, <M (d - g), g + lambd P d>
+ * and <d - g, M (d - g)>.
+ */
+int NAME(am_adamw_sums)(const int64_t *records, int64_t count, const double *hyper, double *dots,
+                        int threads)
 {
-    const size_t slots = (size_t)(count > 0 ? count : 1);
-    double *constants = calloc(slots * K_FIELDS, sizeof *constants);
-    double *sums = malloc(slots * 4 * sizeof *sums);
-    if (constants == NULL || sums == NULL) {
-        free(constants);
-        free(sums);
+    double *constants = calloc((size_t)(count > 0 ? count : 1) * K_FIELDS, sizeof *constants);
+    if (constants == NULL)
         return -1;
-    }
     const double beta2 = hyper[H_BETA2];
     for (int64_t t = 0; t < count; ++t) {
         const int64_t *record = records + t * R_FIELDS;
@@ -306,26 +322,22 @@ int NAME(am_adamw_sums)(const int64_t *records, int64_t count, const double *hyp
         /* amadamw_block_sums: bias factor 1 - beta1_max Pi of this step, and of the last. */
         k[K_BC1] = (T)1 - (T)hyper[H_CAP] * NAME(load)(record[R_BETA_PRODUCT]);
         k[K_INV_BC2] = NAME(inv_bias_correction2)(beta2, step);
-        k[K_PREV_BC1] = NAME(load)(record[R_PREV_BC1]);
+        k[K_PREV_BC1] = NAME(load)(record[R_PREV_BIAS_CORRECTION1]);
         k[K_INV_PREV_BC2] = NAME(inv_bias_correction2)(beta2, step - 1);
     }
     const int status =
-        run_chunks(records, count, hyper, constants, NAME(adamw_sums_chunk), sums, 4, threads);
+        run_chunks(records, count, hyper, constants, NAME(adamw_sums_chunk), dots, 4, threads);
     const double lr = hyper[H_LR], mu = hyper[H_WEIGHT_DECAY];
     for (int64_t t = 0; status == 0 && t < count; ++t) {
         const int64_t *record = records + t * R_FIELDS;
-        const double *s = sums + 4 * t;
         const double prev_lr = NAME(load)(record[R_PREV_LR]);
-        /* displacement_gap or compat_gap, then amadamw_terms. */
-        const double gap_scale =
+        /* gap_scale */
+        dots[4 * t] *=
             hyper[H_COMPAT_GAP] != 0.0 ? (1 + mu * lr) * prev_lr : prev_lr / (1 - mu * prev_lr);
-        a[t] = gap_scale * s[0] - lr * (mu * s[1] + s[2]);
-        b[t] = lr * s[3];
         NAME(store)(record[R_STEP], NAME(load)(record[R_STEP]) + 1);
-        NAME(store)(record[R_PREV_BC1], (T)constants[t * K_FIELDS + K_BC1]);
+        NAME(store)(record[R_PREV_BIAS_CORRECTION1], (T)constants[t * K_FIELDS + K_BC1]);
     }
     free(constants);
-    free(sums);
     return status;
 }
 
@@ -346,7 +358,7 @@ static int NAME(adamw_apply)(const int64_t *records, int64_t count, const double
         const T beta = (T)(first ? hyper[H_CAP] : betas[t]);
         const T step = NAME(load)(record[R_STEP]) + (first ? 1 : 0);
         k[K_BC1] = first ? (T)1 - (T)hyper[H_CAP] * NAME(load)(record[R_BETA_PRODUCT])
-                         : NAME(load)(record[R_PREV_BC1]);
+                         : NAME(load)(record[R_PREV_BIAS_CORRECTION1]);
         k[K_INV_BC2] = NAME(inv_bias_correction2)(hyper[H_BETA2], step);
         k[K_ONE_MINUS_BETA] = (T)1 - beta;
     }
@@ -354,10 +366,10 @@ static int NAME(adamw_apply)(const int64_t *records, int64_t count, const double
     const int status = run_chunks(records, count, hyper, constants, fn, NULL, 0, threads);
     for (int64_t t = 0; status == 0 && t < count; ++t) {
         const int64_t *record = records + t * R_FIELDS;
-        const T beta = (T)(1 - constants[t * K_FIELDS + K_ONE_MINUS_BETA]);
+        const T beta = (T)(first ? hyper[H_CAP] : betas[t]);
         if (first) {
             NAME(store)(record[R_STEP], NAME(load)(record[R_STEP]) + 1);
-            NAME(store)(record[R_PREV_BC1], (T)constants[t * K_FIELDS + K_BC1]);
+            NAME(store)(record[R_PREV_BIAS_CORRECTION1], (T)constants[t * K_FIELDS + K_BC1]);
         }
         NAME(store)(record[R_BETA], beta);
         NAME(store)(record[R_BETA_PRODUCT], NAME(load)(record[R_BETA_PRODUCT]) * beta);

@@ -1,0 +1,67 @@
+"""The layout that the fused kernels (C and Triton) and their Python callers share.
+
+A fused step hands the kernels one record per tensor (``RECORD``: addresses of its arrays, its
+element count, addresses of its 0-d state scalars) and the group's hyperparameters
+(``HYPER``), both as flat 64-bit arrays. This module is the only place that fixes the order of
+their fields: :mod:`adamem._jit` passes it to the C compiler as ``-DR_<FIELD>=i`` and
+``-DH_<FIELD>=i`` definitions, and :mod:`adamem._triton` reads it to name its constants, so
+the two backends cannot disagree.
+
+The kernels return each tensor's inner products (the optimizer's ``Kernels.dots`` of them);
+the optimizer forms the model's ``(a, b)`` from them in Python (its ``terms_from_dots``),
+once for every path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+RECORD: tuple[str, ...] = (
+    "x",  # parameter (real view)
+    "g",  # gradient, in the compute dtype, maximize applied
+    "d",  # memory: momentum_buffer or exp_avg
+    "v",  # second moment (exp_avg_sq), or d again when the optimizer has none
+    "numel",  # element count of the real view
+    # 0-d state scalars in the compute dtype (address 0 where the optimizer has no such key)
+    "step",
+    "beta",
+    "beta_product",
+    "prev_bias_correction1",
+    "prev_lr",
+)
+STATE_SCALARS: tuple[str, ...] = RECORD[RECORD.index("step") :]
+"""The record's state scalars: their field names are the state keys."""
+
+HYPER: tuple[str, ...] = (
+    "lr",
+    "cap",
+    "beta2",
+    "eps",
+    "weight_decay",
+    "lambd",
+    "compat_gap",  # 1.0 for AM-AdamW's gap_estimate="compat"
+    "nesterov",  # 1.0 for a Nesterov look-ahead step
+)
+"""The group's hyperparameters, as float64 (0.0 where an optimizer has no such setting)."""
+
+MAX_DOTS = 4
+"""The most inner products per tensor that a kernel's sums pass returns."""
+
+
+def c_definitions() -> list[str]:
+    """The contract as C compiler flags: ``-DR_X=0``, ..., ``-DR_FIELDS=10``, ``-DH_LR=0``,
+    ..., ``-DH_FIELDS=8``, ``-DMAX_DOTS=4``."""
+    flags = [f"-DR_{name.upper()}={index}" for index, name in enumerate(RECORD)]
+    flags.append(f"-DR_FIELDS={len(RECORD)}")
+    flags += [f"-DH_{name.upper()}={index}" for index, name in enumerate(HYPER)]
+    flags.append(f"-DH_FIELDS={len(HYPER)}")
+    flags.append(f"-DMAX_DOTS={MAX_DOTS}")
+    return flags
+
+
+def hyper_values(values: dict[str, Any]) -> list[Any]:
+    """``values`` (a subset of :data:`HYPER`) in the contract's order, 0.0 for the others."""
+    unknown = values.keys() - set(HYPER)
+    if unknown:
+        raise KeyError(f"not hyperparameters of the kernel contract: {sorted(unknown)}")
+    return [values.get(name, 0.0) for name in HYPER]
