@@ -1,9 +1,11 @@
 """The committed benchmark evidence in docs/benchmark is what its run records give.
 
 report.md and summary.md are regenerated in memory from results.jsonl.gz (a fraction of a
-second, no runs, no plots drawn) and compared with the committed files.
+second, no runs, no plots drawn) and compared with the committed files; the hand-written pages
+around them state no numbers of their own.
 """
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,9 +14,12 @@ from adamem.bench.plan import DEFAULT_SEEDS, plan
 from adamem.bench.report import REPORT, SUMMARY, Results, linked_figures, render, stale_files
 from adamem.bench.tasks import TASKS
 
-DOCS = Path(__file__).parents[1] / "docs" / "benchmark"
+ROOT = Path(__file__).parents[1]
+DOCS = ROOT / "docs" / "benchmark"
 RESULTS = DOCS / "results.jsonl.gz"
 REGENERATE = "adamem report docs/benchmark/results.jsonl.gz"
+# a number standing alone: not part of a name such as MNIST-1D, 8x8 or adamw-0.9
+NUMBER = re.compile(r"(?<![\w.-])\d+(?:\.\d+)?%?(?![\w-])")
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +70,19 @@ def test_adamem_report_check_exits_1_on_a_hand_edited_summary(tmp_path, capsys):
     summary.write_text(summary.read_text().replace("**lost**", "**tied**", 1))
     assert main(["report", str(RESULTS), "--out", str(tmp_path), "--check"]) == 1
     assert f"{summary} does not match" in capsys.readouterr().err
+
+
+def _prose(markdown):
+    """``markdown`` without code blocks, code spans and link targets."""
+    markdown = re.sub(r"```.*?```", "", markdown, flags=re.DOTALL)
+    markdown = re.sub(r"`[^`]*`", "", markdown)
+    return re.sub(r"\]\([^)]*\)", "]", markdown)
+
+
+def test_hand_written_pages_state_no_numbers():
+    """Numbers about results live in the generated files only, so they cannot disagree."""
+    benchmark_readme = (DOCS / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    evidence = readme[readme.index("## Evidence") :].split("\n## ")[0]
+    for text in (benchmark_readme, evidence):
+        assert NUMBER.findall(_prose(text)) == []
