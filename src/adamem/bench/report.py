@@ -204,7 +204,7 @@ def _family_section(task: TaskSummary, family: FamilySummary, verdicts: bool) ->
 
 def _warmup(task: TaskSummary) -> str | None:
     """How long the ``+warmup`` methods of ``task`` warm up; ``None`` if it has none."""
-    if not any(summary.method.warmup for f in task.families for summary in f.methods):
+    if not any(s.method.warmup for family in task.families for s in family.methods):
         return None
     steps = task.config["steps"]
     return f"linear warmup over the first {warmup_steps(task.config)} of {steps} steps"
