@@ -1,11 +1,16 @@
-"""Unit tests of the benchmark's pieces: the heavy-ball baseline, methods, the results file."""
+"""Unit tests of the benchmark's pieces: the heavy-ball baseline, methods, the results file,
+the length of warmups."""
+
+import dataclasses
 
 import pytest
 import torch
 
 from adamem.bench.heavy_ball import HeavyBall
 from adamem.bench.methods import family_methods, method
+from adamem.bench.plan import plan
 from adamem.bench.store import ResultStore
+from adamem.bench.tasks import MIN_WARMUP_STEPS, SUITES, TASKS, warmup_steps
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.5, 0.9])
@@ -59,3 +64,19 @@ def test_store_rejects_a_corrupt_record_before_the_last_line(tmp_path):
     path.write_text('{"key": "a"}\n{"key": \n{"key": "c"}\n')
     with pytest.raises(ValueError, match="results.jsonl:2"):
         ResultStore(path).load()
+
+
+def test_every_suite_plans_warmups_of_at_least_the_minimum_length():
+    for suite in SUITES:
+        for device in ("cpu", "cuda"):
+            plan(suite, list(TASKS), 1, device)  # raises on a warmup that is too short
+            assert warmup_steps(TASKS["gpt-warmup"].config(suite, device)) >= MIN_WARMUP_STEPS
+
+
+def test_a_warmup_shorter_than_the_minimum_is_refused(monkeypatch):
+    task = TASKS["gpt-warmup"]
+    smoke = {**task.configs["smoke"], "warmup": 0.1}  # 1 of 12 steps: no warmup at all
+    changed = dataclasses.replace(task, configs={**task.configs, "smoke": smoke})
+    monkeypatch.setitem(TASKS, "gpt-warmup", changed)
+    with pytest.raises(ValueError, match="warmup of 1 steps is too short"):
+        plan("smoke", ["gpt-warmup"], 1, "cpu")

@@ -1,4 +1,5 @@
-"""The ``adamem`` command line: ``adamem bench`` runs the benchmark suite."""
+"""The ``adamem`` command line: ``adamem bench`` runs the benchmark suite; ``adamem report``
+rewrites (or checks) a benchmark's report from its run records."""
 
 from __future__ import annotations
 
@@ -48,7 +49,43 @@ def _parser() -> argparse.ArgumentParser:
         default=default_jobs(),
         help="worker processes running at once, one thread each (default: the usable cores)",
     )
+    report = commands.add_parser(
+        "report",
+        help="rewrite a benchmark's report from its run records, without running anything",
+        description="Write report.md, summary.md and plots/ from the run records in RESULTS, "
+        "exactly as adamem bench does after its runs.",
+    )
+    report.add_argument(
+        "results", type=Path, help="results.jsonl written by adamem bench, or a gzipped copy"
+    )
+    report.add_argument(
+        "--out", type=Path, help="output directory (default: the directory of RESULTS)"
+    )
+    report.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit with status 1 if report.md or summary.md in --out differ from "
+        "what the records give (plots are not redrawn)",
+    )
     return parser
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .bench.report import Results, stale_files, write_report
+
+    try:
+        results = Results.load(args.results)
+    except (OSError, ValueError) as error:
+        print(f"adamem: {error}", file=sys.stderr)
+        return 2
+    out = args.out if args.out is not None else args.results.parent
+    if not args.check:
+        print(f"report: {write_report(results, out)}")
+        return 0
+    stale = stale_files(results, out)
+    for name in stale:
+        print(f"adamem: {out / name} does not match {args.results}", file=sys.stderr)
+    return 1 if stale else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     from .bench.plan import DEFAULT_SEEDS
 
     args = _parser().parse_args(argv)
+    if args.command == "report":
+        return _report(args)
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         print(f"adamem: unknown device {args.device!r}", file=sys.stderr)
         return 2

@@ -7,7 +7,8 @@ Modules, one idea each:
 * :mod:`.methods` and :mod:`.heavy_ball`: the optimizers compared;
 * :mod:`.plan`: the runs and their keys; :mod:`.runner`: one run; :mod:`.executor`: many, in
   worker processes; :mod:`.store`: the JSONL results file;
-* :mod:`.analysis`, :mod:`.plots`, :mod:`.report`: from records to the Markdown report;
+* :mod:`.analysis`, :mod:`.plots`, :mod:`.report`: from records to the Markdown report and
+  its summary (also on their own: ``adamem report``);
 * :mod:`.benchmark`: all of it, as called by ``adamem bench`` (:mod:`adamem.cli`).
 
 The optional dependencies (scikit-learn, mnist1d, matplotlib, tqdm: the ``bench`` extra) are

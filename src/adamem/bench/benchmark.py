@@ -29,8 +29,8 @@ def run_benchmark(
     jobs: int = 1,
     on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> Path:
-    """Run every planned run missing from ``out/results.jsonl``, then write ``out/report.md``
-    and its plots from the records of the plan; return the report's path.
+    """Run every planned run missing from ``out/results.jsonl``, then write ``out/report.md``,
+    ``out/summary.md`` and the plots from the records of the plan; return the report's path.
 
     Without ``resume`` an existing results file with records is an error. ``jobs`` worker
     processes run at once (on CUDA they share the device). ``on_record`` sees each new record
@@ -38,7 +38,7 @@ def run_benchmark(
     """
     from tqdm import tqdm
 
-    from .report import write_report
+    from .report import Results, write_report
 
     specs = plan(suite, tasks, seeds, device)
     store = ResultStore(Path(out) / RESULTS)
@@ -56,6 +56,4 @@ def run_benchmark(
             bar.update()
             if on_record is not None:
                 on_record(record)
-    wanted = {spec.key for spec in specs}
-    records = list({r["key"]: r for r in store.load() if r["key"] in wanted}.values())
-    return write_report(records, suite, tasks, seeds, device, Path(out))
+    return write_report(Results.of(store.load(), suite, tasks, seeds, device), Path(out))

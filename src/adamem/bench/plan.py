@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .tasks import SUITES, TASKS
+from .tasks import MIN_WARMUP_STEPS, SUITES, TASKS, warmup_steps
 
 PROTOCOL = 2  # bump when a change to the code changes what a run computes
 DEFAULT_SEEDS = {"smoke": 2, "quick": 3, "full": 5}
@@ -47,6 +47,9 @@ def config_hash(task: str, config: dict[str, Any], device: str) -> str:
 def plan(suite: str, tasks: list[str], seeds: int, device: str) -> list[RunSpec]:
     """Every run of ``suite`` for ``tasks`` with seeds ``0 .. seeds-1``, task by task.
 
+    A task whose ``+warmup`` methods would warm up for fewer than
+    :data:`~.tasks.MIN_WARMUP_STEPS` steps is an error.
+
     >>> runs = plan("smoke", ["quadratic"], 2, "cpu")
     >>> len(runs), runs[0].key.rsplit("|", 1)[0]
     (60, 'quadratic|amsgd-tensor|1|0')
@@ -61,6 +64,12 @@ def plan(suite: str, tasks: list[str], seeds: int, device: str) -> list[RunSpec]
         task = TASKS[name]
         config = task.config(suite, device)
         digest = config_hash(name, config, device)
+        warmup = warmup_steps(config)
+        if any(m.warmup for m in task.methods()) and warmup < MIN_WARMUP_STEPS:
+            raise ValueError(
+                f"{name} in suite {suite!r}: a warmup of {warmup} steps is too short to be one "
+                f"(at least {MIN_WARMUP_STEPS})"
+            )
         for method in task.methods():
             for lr in task.lr_grid(method.family, config):
                 for seed in range(seeds):

@@ -1,22 +1,110 @@
-"""The Markdown report: verdicts, per-task tables and plots, full sweeps, closing note."""
+"""The Markdown report and its summary, written from run records alone.
+
+``report.md`` holds the protocol, the verdicts, per-task tables and plots, full sweeps and a
+closing note; ``summary.md`` holds the verdicts, their tally, the warmup comparison and the
+sizes. Both are functions of the records (no clock, no machine state), so that
+:func:`stale_files` can tell whether committed files still match their records. Reports of a
+:data:`~.tasks.MACHINERY_SUITES` suite say so at the top and give no verdicts.
+"""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
-from datetime import datetime, timezone
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from . import analysis
-from .analysis import FamilySummary, MethodSummary, Stats, TaskSummary
+from .analysis import FamilySummary, MethodSummary, Record, Stats, TaskSummary
 from .plan import plan
 from .plots import plot_task
 from .runner import DIVERGENCE_FACTOR
-from .tasks import TASKS
+from .store import ResultStore
+from .tasks import MACHINERY_SUITES, TASKS, warmup_steps
 
 PLOTS = "plots"
 REPORT = "report.md"
+SUMMARY = "summary.md"
+Figures = Callable[[TaskSummary], dict[str, Path]]  # a task's plots by kind, under the output
+CAPTIONS = {
+    "curves": "{select} at each method's best lr (seed mean; band: best to worst seed)",
+    "betas": "AM's beta_t at the best lr (seed mean of the mean over tensors; band: smallest "
+    "to largest tensor; dashed: cap)",
+    "lr": "final {select} against the learning rate (seed mean; bars: best to worst seed; "
+    "points where a seed diverged are left out)",
+}
+
+
+@dataclass(frozen=True)
+class Results:
+    """The records of one benchmark and the ``adamem bench`` arguments that planned them."""
+
+    records: list[Record]
+    suite: str
+    tasks: list[str]
+    seeds: int
+    device: str
+
+    @classmethod
+    def of(
+        cls, records: list[Record], suite: str, tasks: list[str], seeds: int, device: str
+    ) -> Results:
+        """The ``records`` of the runs planned for these arguments, the last one of each key;
+        records of other configurations are left out."""
+        wanted = {spec.key for spec in plan(suite, tasks, seeds, device)}
+        latest = {record["key"]: record for record in records if record["key"] in wanted}
+        return cls(list(latest.values()), suite, list(tasks), seeds, device)
+
+    @classmethod
+    def load(cls, path: Path) -> Results:
+        """The records of a results file written by ``adamem bench`` (or a gzipped copy,
+        ``*.gz``), with the suite, device, tasks and number of seeds read off the records."""
+        path = Path(path)
+        if path.suffix == ".gz":  # a finished, archived file: every line must be whole
+            with gzip.open(path, "rt") as file:
+                records = [json.loads(line) for line in file if line.strip()]
+        else:
+            records = ResultStore(path).load()
+        if not records:
+            raise ValueError(f"{path} holds no run records")
+        found = {}
+        for name in ("suite", "device"):
+            values = {record[name] for record in records}
+            if len(values) > 1:
+                raise ValueError(f"{path} mixes {name}s: {', '.join(sorted(values))}")
+            found[name] = values.pop()
+        tasks = [name for name in TASKS if any(record["task"] == name for record in records)]
+        seeds = 1 + max(record["seed"] for record in records)
+        return cls.of(records, found["suite"], tasks, seeds, found["device"])
+
+    @property
+    def gives_verdicts(self) -> bool:
+        """Whether the suite is sized for verdicts (see :data:`~.tasks.MACHINERY_SUITES`)."""
+        return self.suite not in MACHINERY_SUITES
+
+    @property
+    def command(self) -> str:
+        """The ``adamem bench`` command line that plans these runs."""
+        chosen = "" if self.tasks == list(TASKS) else " --tasks " + " ".join(self.tasks)
+        return (
+            f"adamem bench --suite {self.suite}{chosen} --seeds {self.seeds} --device {self.device}"
+        )
+
+    def summarize(self) -> list[TaskSummary]:
+        """The analysis of every task that has records, in the order of ``tasks``."""
+        summaries = []
+        for name in self.tasks:
+            runs = [record for record in self.records if record["task"] == name]
+            if runs:
+                task = TASKS[name]
+                expected = len(plan(self.suite, [name], self.seeds, self.device))
+                config = task.config(self.suite, self.device)
+                summaries.append(analysis.summarize(task, config, runs, expected))
+        return summaries
 
 
 def number(value: float) -> str:
@@ -42,19 +130,24 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def _method_row(task: TaskSummary, family: FamilySummary, summary: MethodSummary) -> list[str]:
+def _best_lr(summary: MethodSummary) -> str:
+    return number(summary.best_lr) + (" (grid edge)" if summary.at_edge else "")
+
+
+def _method_row(
+    task: TaskSummary, family: FamilySummary, summary: MethodSummary, verdicts: bool
+) -> list[str]:
     steps = task.config["steps"]
     name = summary.method.name
     if summary is family.baseline:
         name += " (best baseline)"
-    if summary.verdict:
+    if verdicts and summary.verdict:
         name += f" **{summary.verdict}**"
     reached = summary.steps_to_target
     beta = [stats(summary.beta(key)) for key in ("mean", "frac_zero", "frac_cap")]
-    best_lr = number(summary.best_lr) + (" (grid edge)" if summary.at_edge else "")
     return [
         name,
-        best_lr,
+        _best_lr(summary),
         stats(summary.report),
         *(stats(summary.extras[extra]) for extra in task.task.extras),
         stats(summary.select),
@@ -64,7 +157,17 @@ def _method_row(task: TaskSummary, family: FamilySummary, summary: MethodSummary
     ]
 
 
-def _family_section(task: TaskSummary, family: FamilySummary) -> list[str]:
+def _sweep_table(task: TaskSummary, family: FamilySummary) -> list[str]:
+    """Mean ± std of the final selection metric of every method at every learning rate."""
+    header = ["method", *(number(lr) for lr in task.task.lr_grid(family.family, task.config))]
+    rows = [
+        [summary.method.name, *(stats(summary.by_lr.get(lr)) for lr in summary.grid)]
+        for summary in family.methods
+    ]
+    return _table(header, rows)
+
+
+def _family_section(task: TaskSummary, family: FamilySummary, verdicts: bool) -> list[str]:
     t = task.task
     grid = ", ".join(number(lr) for lr in t.lr_grid(family.family, task.config))
     header = [
@@ -79,7 +182,7 @@ def _family_section(task: TaskSummary, family: FamilySummary) -> list[str]:
         "beta at 0",
         "beta at cap",
     ]
-    rows = [_method_row(task, family, summary) for summary in family.methods]
+    rows = [_method_row(task, family, summary, verdicts) for summary in family.methods]
     target = number(family.target) if family.baseline else "n/a"
     lines = [
         f"**Family `{family.family}`**, learning-rate grid: {grid}. Target for *steps to "
@@ -88,15 +191,10 @@ def _family_section(task: TaskSummary, family: FamilySummary) -> list[str]:
         *_table(header, rows),
         "",
     ]
-    sweep_header = ["method", *(number(lr) for lr in t.lr_grid(family.family, task.config))]
-    sweep_rows = []
-    for summary in family.methods:
-        cells = [stats(summary.by_lr.get(lr)) for lr in summary.grid]
-        sweep_rows.append([summary.method.name, *cells])
     lines += [
         f"<details><summary>Full sweep: mean ± std of final {t.select} per learning rate</summary>",
         "",
-        *_table(sweep_header, sweep_rows),
+        *_sweep_table(task, family),
         "",
         "</details>",
         "",
@@ -104,12 +202,23 @@ def _family_section(task: TaskSummary, family: FamilySummary) -> list[str]:
     return lines
 
 
-def _task_section(task: TaskSummary, figures: dict[str, Path], out: Path) -> list[str]:
+def _warmup(task: TaskSummary) -> str | None:
+    """How long the ``+warmup`` methods of ``task`` warm up; ``None`` if it has none."""
+    if not any(s.method.warmup for family in task.families for s in family.methods):
+        return None
+    steps = task.config["steps"]
+    return f"linear warmup over the first {warmup_steps(task.config)} of {steps} steps"
+
+
+def _task_section(
+    task: TaskSummary, figures: dict[str, Path], out: Path, verdicts: bool
+) -> list[str]:
     t = task.task
+    warmup = _warmup(task)
     lines = [
         f"## {t.name}",
         "",
-        f"{t.summary}.",
+        f"{t.summary}" + (f"; `+warmup` methods: {warmup}" if warmup else "") + ".",
         "",
         f"Configuration: `{json.dumps(task.config, sort_keys=True)}`. Runs: {task.runs}"
         + (f" (**{task.missing} missing**)" if task.missing else "")
@@ -125,17 +234,11 @@ def _task_section(task: TaskSummary, figures: dict[str, Path], out: Path) -> lis
         ]
         lines += [f"Sanity anchor: {t.anchor}. Best baselines here: {'; '.join(reached)}.", ""]
     for family in task.families:
-        lines += _family_section(task, family)
-    captions = {
-        "curves": f"{t.select} at each method's best lr (seed mean; band: best to worst seed)",
-        "betas": "AM's beta_t at the best lr (seed mean of the mean over tensors; band: smallest "
-        "to largest tensor; dashed: cap)",
-        "lr": f"final {t.select} against the learning rate (seed mean; bars: best to worst "
-        "seed; points where a seed diverged are left out)",
-    }
+        lines += _family_section(task, family, verdicts)
     for kind, path in figures.items():
+        caption = CAPTIONS[kind].format(select=t.select)
         link = path.relative_to(out).as_posix()
-        lines += [f"![{captions[kind]}]({link})", "", f"*{captions[kind]}.*", ""]
+        lines += [f"![{caption}]({link})", "", f"*{caption}.*", ""]
     return lines
 
 
@@ -151,14 +254,28 @@ def _verdict_rows(tasks: list[TaskSummary]) -> list[list[str]]:
                     [
                         task.task.name,
                         task.task.report,
-                        f"{summary.method.name} (lr {number(summary.best_lr)})",
+                        f"{summary.method.name}, lr {_best_lr(summary)}",
                         stats(summary.report),
-                        f"{base.method.name} (lr {number(base.best_lr)})",
+                        f"{base.method.name}, lr {_best_lr(base)}",
                         stats(base.report),
                         f"**{summary.verdict}**",
                     ]
                 )
     return rows
+
+
+def _verdict_rule() -> str:
+    return (
+        "Verdicts compare each AM variant at its own best learning rate with the best tuned "
+        "fixed-momentum baseline of its family at that baseline's best learning rate, on the "
+        f"report metric; differences within two standard errors or {analysis.RELATIVE_TIE:.0%} "
+        "count as ties. They describe this suite's sizes and seeds only."
+    )
+
+
+def _verdict_table(tasks: list[TaskSummary]) -> list[str]:
+    header = ["task", "metric", "AM method", "AM", "best fixed baseline", "baseline", "AM"]
+    return ["## Verdicts", "", *_table(header, _verdict_rows(tasks)), ""]
 
 
 def _closing_note(tasks: list[TaskSummary]) -> list[str]:
@@ -176,34 +293,91 @@ def _closing_note(tasks: list[TaskSummary]) -> list[str]:
                         f"({number(summary.report.mean)} vs {number(base.report.mean)})"
                     )
         lines.append(f"- **{task.task.name}** ({task.task.report}): " + "; ".join(parts) + ".")
-    lines += [
-        "",
-        "Verdicts compare each AM variant at its own best learning rate with the best tuned "
-        "fixed-momentum baseline of its family at that baseline's best learning rate, on the "
-        f"report metric; differences within two standard errors or {analysis.RELATIVE_TIE:.0%} "
-        "count as ties. They describe this suite's sizes and seeds only.",
-        "",
-    ]
+    return lines + ["", _verdict_rule(), ""]
+
+
+def _tally(tasks: list[TaskSummary]) -> list[str]:
+    """How often each AM method won, tied and lost, over the tasks."""
+    counts: dict[str, Counter[str]] = {}
+    for task in tasks:
+        for family in task.families:
+            for summary in family.methods:
+                if summary.verdict:
+                    counts.setdefault(summary.method.name, Counter())[summary.verdict] += 1
+    verdicts = ("won", "tied", "lost")
+    rows = [[name, *(str(count[v]) for v in verdicts)] for name, count in counts.items()]
+    return ["## Tally over tasks", "", *_table(["AM method", *verdicts], rows), ""]
+
+
+def _warmup_sections(tasks: list[TaskSummary]) -> list[str]:
+    """Each task with ``+warmup`` methods: the warmup's length and the full sweep."""
+    lines = []
+    for task in tasks:
+        warmup = _warmup(task)
+        if warmup is None:
+            continue
+        lines += [
+            f"## Warmup: {task.task.name}",
+            "",
+            f"`+warmup` methods: {warmup}. Final {task.task.select} (the selection metric), "
+            "mean ± std over seeds, at each learning rate:",
+            "",
+        ]
+        for family in task.families:
+            lines += [*_sweep_table(task, family), ""]
     return lines
 
 
-def _command(suite: str, tasks: list[str], seeds: int, device: str) -> str:
-    chosen = "" if tasks == list(TASKS) else " --tasks " + " ".join(tasks)
-    return f"adamem bench --suite {suite}{chosen} --seeds {seeds} --device {device}"
+def _sizes(results: Results, tasks: list[TaskSummary]) -> list[str]:
+    rows = []
+    for task in tasks:
+        grids = []
+        for family in task.families:
+            grid = task.task.lr_grid(family.family, task.config)
+            grids.append(f"{family.family} {number(grid[0])}-{number(grid[-1])} ({len(grid)})")
+        runs = str(task.runs) + (f" ({task.missing} missing)" if task.missing else "")
+        rows.append([task.task.name, str(task.config["steps"]), "; ".join(grids), runs])
+    header = ["task", "steps", "learning rates (points)", "runs"]
+    return [
+        "## Sizes",
+        "",
+        f"{results.seeds} seeds per learning rate; each task's full configuration is in the "
+        f"report and in `src/adamem/bench/tasks.py`.",
+        "",
+        *_table(header, rows),
+        "",
+    ]
 
 
-def _header(records: list[dict[str, Any]], command: str) -> list[str]:
-    versions = records[0]["versions"] if records else {}
+def _machinery_notice(results: Results) -> list[str]:
+    return [
+        f"**This is a test of the benchmark's machinery, not evidence.** The `{results.suite}` "
+        "suite takes so few steps and learning rates that its comparisons mean nothing, so no "
+        "verdicts are given. The `quick` and `full` suites are sized for comparisons.",
+        "",
+    ]
+
+
+def _provenance(results: Results) -> str:
+    records = results.records
+    last = max(datetime.fromisoformat(record["finished_at"]) for record in records)
     wall = sum(record["wall_time_s"] for record in records)
     cpu = sum(record.get("cpu_time_s", 0.0) for record in records)
+    versions: dict[str, set[str]] = {}
+    for record in records:
+        for key, value in record["versions"].items():
+            versions.setdefault(key, set()).add(value)
+    return (
+        f"Generated from {len(records)} run records (the last finished {last:%Y-%m-%d %H:%M} "
+        f"UTC; summed over runs: {wall / 60:.1f} min wall time, {cpu / 60:.1f} min CPU time). "
+        "Versions: "
+        + ", ".join(f"{key} {' / '.join(sorted(values))}" for key, values in versions.items())
+        + "."
+    )
+
+
+def _protocol() -> list[str]:
     return [
-        f"# adamem benchmark: `{command}`",
-        "",
-        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command}` from "
-        f"{len(records)} run records "
-        f"(summed over runs: {wall / 60:.1f} min wall time, {cpu / 60:.1f} min CPU time). "
-        "Versions: " + ", ".join(f"{key} {value}" for key, value in versions.items()) + ".",
-        "",
         "## Protocol",
         "",
         "* Methods: `amsgd-tensor` and `amsgd-global` (AMSGD, scope tensor/global) against heavy "
@@ -230,28 +404,72 @@ def _header(records: list[dict[str, Any]], command: str) -> list[str]:
     ]
 
 
-def write_report(
-    records: list[dict[str, Any]], suite: str, tasks: list[str], seeds: int, device: str, out: Path
-) -> Path:
-    """Write ``out/report.md`` and ``out/plots/*.png`` from ``records`` and return the report."""
+def _report(results: Results, tasks: list[TaskSummary], figures: Figures, out: Path) -> str:
+    lines = [f"# adamem benchmark: `{results.command}`", ""]
+    if not results.gives_verdicts:
+        lines += _machinery_notice(results)
+    lines += [_provenance(results), "", *_protocol()]
+    if results.gives_verdicts:
+        lines += _verdict_table(tasks)
+    for task in tasks:
+        lines += _task_section(task, figures(task), out, results.gives_verdicts)
+    if results.gives_verdicts:
+        lines += _closing_note(tasks)
+    return "\n".join(lines)
+
+
+def _summary(results: Results, tasks: list[TaskSummary]) -> str:
+    lines = [f"# Summary of the adamem benchmark: `{results.command}`", ""]
+    if not results.gives_verdicts:
+        lines += _machinery_notice(results)
+    lines += [
+        f"Written with [the full report]({REPORT}) (per-task tables, learning-rate sweeps, "
+        "beta statistics and plots) by the same code; `adamem report` rewrites both from the "
+        "run records. " + _provenance(results),
+        "",
+    ]
+    if results.gives_verdicts:
+        lines += [_verdict_rule(), "", *_verdict_table(tasks), *_tally(tasks)]
+        lines += _warmup_sections(tasks)
+    lines += _sizes(results, tasks)
+    return "\n".join(lines)
+
+
+def render(results: Results, figures: Figures, out: Path) -> dict[str, str]:
+    """The text of ``report.md`` and ``summary.md``, by file name, for the directory ``out``;
+    ``figures`` gives each task's plots (paths under ``out``)."""
+    tasks = results.summarize()
+    return {REPORT: _report(results, tasks, figures, out), SUMMARY: _summary(results, tasks)}
+
+
+def linked_figures(out: Path) -> Figures:
+    """The plots already in ``out/plots``, for rendering without drawing them again."""
+
+    def figures(task: TaskSummary) -> dict[str, Path]:
+        paths = {kind: out / PLOTS / f"{task.task.name}-{kind}.png" for kind in CAPTIONS}
+        return {kind: path for kind, path in paths.items() if path.exists()}
+
+    return figures
+
+
+def stale_files(results: Results, out: Path) -> list[str]:
+    """The files of ``out`` (``report.md``, ``summary.md``) that differ from what ``results``
+    give; plots are linked as found in ``out/plots``, not drawn again."""
+    texts = render(results, linked_figures(out), out)
+    return [
+        name
+        for name, text in texts.items()
+        if not (out / name).exists() or (out / name).read_text() != text
+    ]
+
+
+def write_report(results: Results, out: Path) -> Path:
+    """Draw ``out/plots/*.png``, write ``out/report.md`` and ``out/summary.md`` from
+    ``results`` and return the report's path."""
     out.mkdir(parents=True, exist_ok=True)
-    summaries, sections = [], []
-    for name in tasks:
-        task = TASKS[name]
-        config = task.config(suite, device)
-        runs = [record for record in records if record["task"] == name]
-        if not runs:
-            continue
-        expected = len(plan(suite, [name], seeds, device))
-        summary = analysis.summarize(task, config, runs, expected)
-        summaries.append(summary)
-        sections += _task_section(summary, plot_task(summary, out / PLOTS), out)
-    header = ["task", "metric", "AM method", "AM", "best fixed baseline", "baseline", "AM"]
-    lines = _header(records, _command(suite, tasks, seeds, device))
-    lines += ["## Verdicts", "", *_table(header, _verdict_rows(summaries)), "", *sections]
-    lines += _closing_note(summaries)
-    path = out / REPORT
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text("\n".join(lines))
-    os.replace(temporary, path)
-    return path
+    texts = render(results, lambda task: plot_task(task, out / PLOTS), out)
+    for name, text in texts.items():
+        temporary = (out / name).with_suffix(".tmp")
+        temporary.write_text(text)
+        os.replace(temporary, out / name)
+    return out / REPORT

@@ -18,7 +18,7 @@ from torch.optim import Optimizer
 from .methods import method, warmup_factor
 from .plan import RunSpec
 from .problem import Problem
-from .tasks import TASKS
+from .tasks import TASKS, warmup_steps
 
 DIVERGENCE_FACTOR = 1e3  # a run stops as diverged when its selection metric grows this much
 TRACE_POINTS = 100  # beta traces are averaged into at most this many bins
@@ -98,7 +98,7 @@ def train(problem: Problem, optimizer: Optimizer, spec: RunSpec, position: int) 
     config, chosen, metric = spec.config, method(spec.method), TASKS[spec.task].select
     params = [p for group in optimizer.param_groups for p in group["params"]]
     base_lrs = [group["lr"] for group in optimizer.param_groups]
-    warmup = round(config.get("warmup", 0.0) * config["steps"]) if chosen.warmup else 0
+    warmup = warmup_steps(config) if chosen.warmup else 0
     checkpoints = evaluation_steps(config["steps"], config["evals"])
     initial = problem.evaluate(final=False)[metric]
     result = Training({"step": [0], metric: [_finite(initial)], "train_loss": [None]})
