@@ -293,3 +293,28 @@ def test_tensorboard_log_fn_writes_each_scalar():
     writer = Writer()
     tensorboard_log_fn(writer)({"am/beta_mean": 0.25, "am/beta_max": 0.9}, 7)
     assert writer.scalars == [("am/beta_mean", 0.25, 7), ("am/beta_max", 0.9, 7)]
+
+
+@pytest.mark.parametrize("optimizer_class", [adamem.AMSGD, adamem.AMAdamW])
+def test_summary_and_record_hold_only_the_betas_of_the_last_step(optimizer_class):
+    """beta_summary and solved_betas agree with the logger: a tensor without a gradient in the
+    last step (stale beta) and a tensor in its first step are not among them."""
+    used, skipped, late = (nn.Parameter(torch.randn(3)) for _ in range(3))
+    optimizer = optimizer_class([used, skipped, late], lr=0.1)
+    generator = torch.Generator().manual_seed(0)
+    for step in range(4):
+        for p in (used, skipped, late):
+            p.grad = torch.randn(3, generator=generator)
+        if step == 3:
+            skipped.grad = None
+        if step < 3:
+            late.grad = None
+        optimizer.step()
+    ((params, betas),) = optimizer.solved_betas()
+    assert [id(p) for p in params] == [id(used)]
+    assert torch.equal(betas.float(), optimizer.state[used]["beta"].reshape(1).float())
+    summary = adamem.beta_summary(optimizer)
+    expected = optimizer.state[used]["beta"].float()
+    for key in ("beta_mean", "beta_min", "beta_max"):
+        assert summary[key] == expected, key
+    assert optimizer.state[skipped]["beta"] != optimizer.state[used]["beta"]

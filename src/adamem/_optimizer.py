@@ -53,6 +53,8 @@ class ParamBatch:
     """
 
     group: dict[str, Any]
+    positions: list[int] = field(default_factory=list)
+    """Each tensor's index in ``group["params"]``."""
     params: list[Tensor] = field(default_factory=list)
     grads: list[Tensor] = field(default_factory=list)
     states: list[dict[str, Any]] = field(default_factory=list)
@@ -158,6 +160,7 @@ class AMOptimizer(Optimizer):
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         self._flat_partition_group: Any = None  # set_flat_partition_group
         self._kernel_layouts: dict[int, tuple[tuple, Any]] = {}  # adamem._fused.plan's cache
+        self._solved: list[tuple[list[int], Tensor] | None] = []  # solved_betas
         super().__init__(params, defaults)
 
     # ----------------------------------------------------------------- parameter groups
@@ -189,6 +192,7 @@ class AMOptimizer(Optimizer):
         super().__setstate__(state)
         self.__dict__.setdefault("_flat_partition_group", None)
         self.__dict__.setdefault("_kernel_layouts", {})
+        self.__dict__.setdefault("_solved", [])
         for group in self.param_groups:
             for key, value in self._group_defaults.items():
                 group.setdefault(key, value)
@@ -218,7 +222,29 @@ class AMOptimizer(Optimizer):
         for batch, beta in zip(batches, betas):
             if len(batch):
                 self._apply(batch, beta)
+        self._solved = [
+            None if beta is None else (batch.positions[batch.first_steps :], beta)
+            for batch, beta in zip(batches, betas)
+        ]
         return loss
+
+    def solved_betas(self) -> list[tuple[list[Tensor], Tensor] | None]:
+        """The betas that the last step solved: per parameter group, the tensors whose beta
+        the model gave and those betas (a 1-D tensor on the device, in the group's order),
+        or ``None`` if it solved none in that group.
+
+        Tensors without a gradient in that step are not among them (their stored beta is
+        older), nor are tensors in their first step (AM-SGD solves no beta there; AM-AdamW
+        takes the fixed first-step rule). Reading the betas is a host sync; this call is not.
+        """
+        solved: list[tuple[list[Tensor], Tensor] | None] = []
+        for group, record in zip(self.param_groups, self._solved):
+            if record is None:
+                solved.append(None)
+            else:
+                positions, betas = record
+                solved.append(([group["params"][i] for i in positions], betas))
+        return solved
 
     # ---------------------------------------------------------------------- distributed
     def set_flat_partition_group(self, process_group: Any) -> None:
@@ -246,9 +272,9 @@ class AMOptimizer(Optimizer):
     def _collect(self, group: dict[str, Any], init_state: Callable[..., None]) -> ParamBatch:
         """Gather the tensors with a gradient, creating state on first sight (first in order)."""
         plain = True
-        fresh: list[tuple[Tensor, Tensor, dict[str, Any], Sharding | None]] = []
-        seen: list[tuple[Tensor, Tensor, dict[str, Any], Sharding | None]] = []
-        for param in group["params"]:
+        fresh: list[tuple[int, Tensor, Tensor, dict[str, Any], Sharding | None]] = []
+        seen: list[tuple[int, Tensor, Tensor, dict[str, Any], Sharding | None]] = []
+        for position, param in enumerate(group["params"]):
             if param.grad is None:
                 continue
             grad = param.grad
@@ -272,11 +298,12 @@ class AMOptimizer(Optimizer):
                 grad = -grad
             if not state:
                 init_state(state, param)  # a DTensor parameter gets DTensor buffers
-                fresh.append((local_param, grad, state, sharding))
+                fresh.append((position, local_param, grad, state, sharding))
             else:
-                seen.append((local_param, grad, state, sharding))
+                seen.append((position, local_param, grad, state, sharding))
         batch = ParamBatch(group, first_steps=len(fresh), plain=plain)
-        for param, grad, state, sharding in chain(fresh, seen):
+        for position, param, grad, state, sharding in chain(fresh, seen):
+            batch.positions.append(position)
             batch.params.append(param if plain else real_view(param))
             batch.grads.append(grad if plain else real_view(grad))
             batch.states.append(state)

@@ -9,12 +9,14 @@ from ._optimizer import AMOptimizer
 
 
 def beta_summary(optimizer: AMOptimizer) -> dict[str, Tensor]:
-    """Mean, min and max of the last beta and of the effective momentum over all tensors.
+    """Mean, min and max of the betas solved in the last step and of their effective momentum.
 
-    Each tensor counts once (not weighted by size). The values are 0-d float32 tensors on the
-    device of the first parameter with state: reading one (``float(x)``, ``.item()``) is the
-    only synchronisation, so call this every step and read it at the logging interval.
-    Returns an empty dict before the first step.
+    Each tensor whose beta the last step solved counts once (not weighted by size; see
+    :meth:`AMOptimizer.solved_betas <adamem._optimizer.AMOptimizer.solved_betas>` for which
+    tensors those are). The values are 0-d float32 tensors on the device of the first such
+    tensor: reading one (``float(x)``, ``.item()``) is the only synchronisation, so call this
+    every step and read it at the logging interval. Returns an empty dict when the last step
+    solved no beta (before the second step of AM-SGD, for instance).
 
     >>> import torch, adamem
     >>> w = torch.nn.Parameter(torch.ones(3))
@@ -26,20 +28,18 @@ def beta_summary(optimizer: AMOptimizer) -> dict[str, Tensor]:
     ['beta_max', 'beta_mean', 'beta_min', 'momentum_max', 'momentum_mean', 'momentum_min']
     """
     betas, momenta = [], []
-    for group in optimizer.param_groups:
-        for param in group["params"]:
-            state = optimizer.state.get(param)
-            if not state or "beta" not in state:
-                continue
-            beta = state["beta"].float()
-            betas.append(beta)
-            momenta.append(optimizer.effective_momentum(beta, group))
+    for group, solved in zip(optimizer.param_groups, optimizer.solved_betas()):
+        if solved is None:
+            continue
+        beta = solved[1].float()
+        betas.append(beta)
+        momenta.append(optimizer.effective_momentum(beta, group))
     if not betas:
         return {}
     device = betas[0].device
     summary = {}
     for name, values in (("beta", betas), ("momentum", momenta)):
-        stacked = torch.stack([v.to(device) for v in values])
+        stacked = torch.cat([v.to(device) for v in values])
         summary[f"{name}_mean"] = stacked.mean()
         summary[f"{name}_min"] = stacked.min()
         summary[f"{name}_max"] = stacked.max()

@@ -25,9 +25,11 @@ block, so the statistics are over tensors; with ``"group"`` each parameter group
 with ``"global"`` each parameter group of the global block counts once (they share beta, but may
 differ in ``lambd`` and hence in effective momentum).
 
-Only betas solved in a step enter the statistics. A tensor is left out in its first step (AM-SGD
-solves no beta there and AM-AdamW applies the fixed rule :math:`\beta = \beta_{1,\max}`, §7)
-and in steps where it has no gradient (its stored beta is then stale).
+Only betas solved in a step enter the statistics, as the optimizer records them
+(:meth:`~adamem._optimizer.AMOptimizer.solved_betas`). A tensor is left out in its first step
+(AM-SGD solves no beta there and AM-AdamW applies the fixed rule
+:math:`\beta = \beta_{1,\max}`, §7) and in steps where it has no gradient (its stored beta
+is then stale).
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ class BetaLogger:
         names: ParamNames | None = None,
         prefix: str = "am/",
     ) -> None:
-        if not hasattr(optimizer, "effective_momentum"):
+        if not hasattr(optimizer, "solved_betas"):
             raise TypeError(f"expected an AM optimizer, got {type(optimizer).__name__}")
         if not callable(log_fn):
             raise TypeError(f"log_fn must be callable, got {type(log_fn).__name__}")
@@ -116,8 +118,6 @@ class BetaLogger:
         self.steps = 0
         """Optimizer steps counted so far; the ``step`` passed to ``log_fn``."""
         self._names = _names_by_id(names) if names is not None else {}
-        # Tensors that already had state when last seen: their next solved step is not a first.
-        self._started = {id(p) for p in _all_params(optimizer) if optimizer.state.get(p)}
         self._reset_interval()
         self._handle = optimizer.register_step_post_hook(self._after_step)
 
@@ -142,19 +142,20 @@ class BetaLogger:
     def _accumulate(self) -> None:
         """Add this step's solved betas to the interval totals, on the device, without a sync."""
         block_betas, block_momenta, layer_betas = [], [], {}
-        for group_index, group in enumerate(self.optimizer.param_groups):
-            solved = self._solved_betas(group_index, group)
-            if not solved:
+        groups = self.optimizer.param_groups
+        for group_index, (group, solved) in enumerate(zip(groups, self.optimizer.solved_betas())):
+            if solved is None:
                 continue
-            betas = [beta for _, beta in solved]
+            params, betas = solved
+            betas = betas.float()
+            if self.per_layer:
+                names = self._names_in(group_index, group)
+                for param, beta in zip(params, betas.unbind()):
+                    layer_betas[names[id(param)]] = beta
             if group["scope"] != "tensor":
                 betas = betas[:1]  # every solved tensor of a shared block holds the same beta
-            device = betas[0].device
-            stacked = torch.stack([b.to(device, torch.float32) for b in betas])
-            block_betas.append(stacked)
-            block_momenta.append(self.optimizer.effective_momentum(stacked, group))
-            if self.per_layer:
-                layer_betas.update(solved)
+            block_betas.append(betas)
+            block_momenta.append(self.optimizer.effective_momentum(betas, group))
         if not block_betas:
             return
         device = block_betas[0].device
@@ -172,26 +173,18 @@ class BetaLogger:
         if layer_betas:
             self._add_layer_betas(layer_betas, device)
 
-    def _solved_betas(self, group_index: int, group: dict[str, Any]) -> list[tuple[str, Tensor]]:
-        """``(name, beta)`` of the tensors of a group whose beta was solved in this step."""
-        solved = []
+    def _names_in(self, group_index: int, group: dict[str, Any]) -> dict[int, str]:
+        """Each tensor's name by ``id``: from ``names``, else the group's ``param_names``,
+        else ``group<i>.<j>``."""
+        names = {}
         for position, param in enumerate(group["params"]):
-            state = self.optimizer.state.get(param)
-            # The optimizer skips tensors without a gradient, leaving their beta stale.
-            if param.grad is None or not state or "beta" not in state:
-                continue
-            if id(param) not in self._started:
-                self._started.add(id(param))
-                continue
-            solved.append((self._name(param, group_index, group, position), state["beta"]))
-        return solved
-
-    def _name(self, param: Tensor, group_index: int, group: dict[str, Any], position: int) -> str:
-        if id(param) in self._names:
-            return self._names[id(param)]
-        if "param_names" in group:
-            return group["param_names"][position]
-        return f"group{group_index}.{position}"
+            if id(param) in self._names:
+                names[id(param)] = self._names[id(param)]
+            elif "param_names" in group:
+                names[id(param)] = group["param_names"][position]
+            else:
+                names[id(param)] = f"group{group_index}.{position}"
+        return names
 
     def _add_layer_betas(self, layer_betas: dict[str, Tensor], device: torch.device) -> None:
         for name in layer_betas:
@@ -259,7 +252,3 @@ def _names_by_id(names: ParamNames) -> dict[int, str]:
     else:
         pairs = names
     return {id(param): name for name, param in pairs}
-
-
-def _all_params(optimizer: Optimizer) -> Iterable[Tensor]:
-    return (p for group in optimizer.param_groups for p in group["params"])
