@@ -7,6 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+BUCKET_ELEMENTS = 1 << 20
+"""Elements the multi-tensor paths work on at a time (4 MiB per fp32 temporary)."""
+
 
 def dot(x: Tensor, y: Tensor) -> Tensor:
     """The real inner product of two tensors of the same shape, as a 0-d tensor."""
@@ -56,3 +59,24 @@ def fill(tensors: Sequence[Tensor], value: float | Tensor) -> None:
 def foreach_mul_unbound(tensors: Sequence[Tensor], factors: Tensor) -> list[Tensor]:
     """``factors[i] * tensors[i]`` for a 1-D tensor of per-tensor factors."""
     return torch._foreach_mul(list(tensors), list(factors.unbind()))
+
+
+def buckets(tensors: Sequence[Tensor], limit: int | None = None) -> list[slice]:
+    """Consecutive runs of ``tensors`` holding at most ``limit`` (default
+    :data:`BUCKET_ELEMENTS`) elements in all; a larger tensor is a run of its own. The
+    multi-tensor paths take a run at a time, so that their full-size temporaries never span
+    more than a run.
+
+    >>> [(s.start, s.stop) for s in buckets([torch.empty(3), torch.empty(2), torch.empty(9)], 5)]
+    [(0, 2), (2, 3)]
+    """
+    limit = BUCKET_ELEMENTS if limit is None else limit
+    runs, start, elements = [], 0, 0
+    for index, tensor in enumerate(tensors):
+        if index > start and elements + tensor.numel() > limit:
+            runs.append(slice(start, index))
+            start, elements = index, 0
+        elements += tensor.numel()
+    if start < len(tensors):
+        runs.append(slice(start, len(tensors)))
+    return runs

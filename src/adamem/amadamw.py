@@ -275,7 +275,7 @@ class AMAdamW(AMOptimizer):
         if batch.scratch["fused"] is not None:
             return batch.scratch["fused"].block_sums()
         group = batch.group
-        sums, preconditioners = amadamw_block_sums(
+        return amadamw_block_sums(
             batch.params,
             batch.grads,
             *(
@@ -298,8 +298,6 @@ class AMAdamW(AMOptimizer):
             gap_estimate=group["gap_estimate"],
             foreach=batch.scratch["foreach"],
         )
-        batch.scratch["preconditioners"] = preconditioners
-        return sums
 
     def _apply(self, batch: ParamBatch, betas: Tensor | None) -> None:
         if batch.scratch["fused"] is not None:
@@ -315,13 +313,16 @@ class AMAdamW(AMOptimizer):
             batch.params,
             batch.grads,
             batch.state_list("exp_avg"),
-            batch.scratch.pop("preconditioners"),
+            batch.state_list("exp_avg_sq"),
+            batch.state_list("step"),
+            # phase 1 set it to this step's bias factor 1 - beta1_max Pi
+            batch.state_list("prev_bias_correction1"),
             all_betas,
             lr=group["lr"],
+            beta2=group["betas"][1],
+            eps=group["eps"],
             weight_decay=group["weight_decay"],
             lambd=group["lambd"],
-            # phase 1 set it to this step's bias factor 1 - beta1_max Pi
-            bias_corrections1=batch.state_list("prev_bias_correction1"),
             nesterov=group["nesterov"],
             foreach=batch.scratch["foreach"],
         )
@@ -349,27 +350,24 @@ def amadamw_block_sums(
     lambd: float,
     gap_estimate: GapEstimate,
     foreach: bool,
-) -> tuple[tuple[Tensor, Tensor] | None, list[Tensor]]:
-    """Advance ``v`` and the step counts, and compute every tensor's preconditioner ``P``.
-
-    Returns the per-tensor ``(a, b)`` of the tensors past their first step (the first
-    ``first_steps`` are not; ``None`` if no tensor is), and ``P`` for every tensor, in the
-    compute dtype. Sets ``prev_bias_corrections`` to this step's bias factor.
-    """
+) -> tuple[Tensor, Tensor] | None:
+    """Advance ``v`` and the step counts, and return the per-tensor ``(a, b)`` of the tensors
+    past their first step (the first ``first_steps`` are not; ``None`` if no tensor is), in
+    the compute dtype. Sets ``prev_bias_corrections`` to this step's bias factor, which the
+    update reads back (:func:`amadamw_update` recomputes ``P`` from it and the new ``v``)."""
     like = grads[0]
     dtypes = [g.dtype for g in grads]
     inputs = _AdamWInputs(
         xs=ops.in_dtype(params, dtypes),
         grads=grads,
         memories=ops.in_dtype(exp_avgs, dtypes),
-        second_moments=ops.in_dtype(exp_avg_sqs, dtypes),
+        second_moments=exp_avg_sqs,
         step_counts=ops.stack_on(steps, like) + 1,
         bias_corrections1=1 - betas[0] * ops.stack_on(beta_products, like),
         prev_bias_corrections1=ops.stack_on(prev_bias_corrections, like),
         prev_lrs=ops.stack_on(prev_lrs, like),
     )
     hyper = dict(
-        first_steps=first_steps,
         lr=lr,
         beta2=betas[1],
         eps=eps,
@@ -377,17 +375,35 @@ def amadamw_block_sums(
         lambd=lambd,
         gap_estimate=gap_estimate,
     )
-    compute = _multi_tensor_block_sums if foreach else _single_tensor_block_sums
-    sums, new_second_moments, preconditioners = compute(inputs, **hyper)
-    ops.write_back(exp_avg_sqs, new_second_moments)
+    a_list, b_list = [], []
+    if foreach:
+        # A bucket at a time: the temporaries stay a few buckets' size, not the group's.
+        for bucket in ops.buckets(grads):
+            terms = _multi_tensor_block_sums(
+                inputs.part(bucket), first_steps=max(first_steps - bucket.start, 0), **hyper
+            )
+            if terms is not None:
+                a_list.append(terms[0])
+                b_list.append(terms[1])
+    else:
+        for index in range(len(grads)):
+            terms = _single_tensor_block_sums(inputs, index, first=index < first_steps, **hyper)
+            if terms is not None:
+                a_list.append(terms[0].reshape(1))
+                b_list.append(terms[1].reshape(1))
     torch._foreach_copy_(steps, list(inputs.step_counts.unbind()))
     torch._foreach_copy_(prev_bias_corrections, list(inputs.bias_corrections1.unbind()))
-    return sums, preconditioners
+    if not a_list:
+        return None
+    return torch.cat([a.to(like.device) for a in a_list]), torch.cat(
+        [b.to(like.device) for b in b_list]
+    )
 
 
 @dataclass
 class _AdamWInputs:
-    """One group's tensors in the compute dtype, and its per-tensor scalars as 1-D tensors."""
+    """One group's tensors (``second_moments``: the stored ``v``, advanced in place; the
+    others in the compute dtype), and its per-tensor scalars as 1-D tensors."""
 
     xs: list[Tensor]
     grads: list[Tensor]
@@ -398,32 +414,35 @@ class _AdamWInputs:
     prev_bias_corrections1: Tensor
     prev_lrs: Tensor
 
+    def part(self, tensors: slice) -> _AdamWInputs:
+        """The inputs of the tensors in ``tensors``."""
+        return _AdamWInputs(*(field[tensors] for field in vars(self).values()))
+
 
 def _single_tensor_block_sums(
     inputs: _AdamWInputs,
+    index: int,
     *,
-    first_steps: int,
+    first: bool,
     lr: LearningRate,
     beta2: float,
     eps: float,
     mu: float,
     lambd: float,
     gap_estimate: GapEstimate,
-) -> tuple[tuple[Tensor, Tensor] | None, list[Tensor], list[Tensor]]:
-    """The reference: ALGORITHMS.md §4-5 written out for one tensor at a time."""
-    a_list, b_list, new_second_moments, preconditioners = [], [], [], []
-    for index, (x, g, d, v) in enumerate(
-        zip(inputs.xs, inputs.grads, inputs.memories, inputs.second_moments)
-    ):
-        k = inputs.step_counts[index]
-        new_v, p = amadamw_preconditioner(
-            v, g, beta2=beta2, step=k, bias_correction1=inputs.bias_corrections1[index], eps=eps
-        )
-        new_second_moments.append(new_v)
-        preconditioners.append(p)
-        if index < first_steps:
-            continue
-        prev_lr = inputs.prev_lrs[index]
+) -> tuple[Tensor, Tensor] | None:
+    """The reference: ALGORITHMS.md §4-5 written out for tensor ``index``; advances its
+    ``v`` and returns its ``(a, b)``, or ``None`` on its first step."""
+    x, g = inputs.xs[index], inputs.grads[index]
+    stored_v = inputs.second_moments[index]
+    v = stored_v.to(g.dtype)
+    k = inputs.step_counts[index]
+    new_v, p = amadamw_preconditioner(
+        v, g, beta2=beta2, step=k, bias_correction1=inputs.bias_corrections1[index], eps=eps
+    )
+    terms = None
+    if not first:
+        d, prev_lr = inputs.memories[index], inputs.prev_lrs[index]
         if gap_estimate == "displacement":
             _, prev_p = amadamw_preconditioner(
                 v,
@@ -436,14 +455,10 @@ def _single_tensor_block_sums(
             gap = displacement_gap(x, g, d, prev_p, prev_lr=prev_lr, weight_decay=mu)
         else:
             gap = compat_gap(x, g, d, p, prev_lr=prev_lr, lr=lr, weight_decay=mu)
-        a, b = amadamw_terms(x, g, d, p, gap=gap, lr=lr, weight_decay=mu, lambd=lambd)
-        a_list.append(a)
-        b_list.append(b)
-    if not a_list:
-        return None, new_second_moments, preconditioners
-    like = inputs.grads[0]
-    sums = ops.stack_on(a_list, like), ops.stack_on(b_list, like)
-    return sums, new_second_moments, preconditioners
+        terms = amadamw_terms(x, g, d, p, gap=gap, lr=lr, weight_decay=mu, lambd=lambd)
+    # Only now: v may be the stored tensor itself, and the gap needs the old one.
+    ops.write_back([stored_v], [new_v])
+    return terms
 
 
 def amadamw_preconditioner(
@@ -608,6 +623,20 @@ def amadamw_tensor_step(
     return (1 - weight_decay * lr) * x - lr * (direction / p), new_memory
 
 
+def _foreach_preconditioners(
+    second_moments: list[Tensor],
+    bias_corrections1: Tensor,
+    steps: Tensor,
+    *,
+    beta2: float,
+    eps: float,
+) -> list[Tensor]:
+    """``P`` of each tensor (:func:`amadamw_preconditioner`) with the multi-tensor kernels."""
+    roots = ops.foreach_mul_unbound(torch._foreach_sqrt(second_moments), (1 - beta2**steps) ** -0.5)
+    torch._foreach_add_(roots, eps)
+    return ops.foreach_mul_unbound(roots, bias_corrections1)
+
+
 def _multi_tensor_block_sums(
     inputs: _AdamWInputs,
     *,
@@ -618,106 +647,137 @@ def _multi_tensor_block_sums(
     mu: float,
     lambd: float,
     gap_estimate: GapEstimate,
-) -> tuple[tuple[Tensor, Tensor] | None, list[Tensor], list[Tensor]]:
-    """The same sums with ``torch._foreach_*`` kernels over the whole group."""
+) -> tuple[Tensor, Tensor] | None:
+    """The same sums with ``torch._foreach_*`` kernels over the tensors of ``inputs``."""
     like = inputs.grads[0]
     seen = slice(first_steps, None)
-
-    def preconditioners(vs: list[Tensor], bc1: Tensor, bc2: Tensor) -> list[Tensor]:
-        roots = ops.foreach_mul_unbound(torch._foreach_sqrt(vs), bc2**-0.5)
-        torch._foreach_add_(roots, eps)
-        return ops.foreach_mul_unbound(roots, bc1)
-
-    def gaps(directions: list[Tensor], scale: Tensor) -> Tensor:
-        """``scale * <g, direction + mu * x>`` for the tensors past their first step."""
-        if mu != 0:
-            directions = torch._foreach_add(directions, inputs.xs[seen], alpha=mu)
-        return scale * ops.stack_on(ops.foreach_dot(inputs.grads[seen], directions), like)
-
-    new_second_moments = torch._foreach_mul(inputs.second_moments, beta2)
+    dtypes = [g.dtype for g in inputs.grads]
+    old_second_moments = ops.in_dtype(inputs.second_moments, dtypes)
+    new_second_moments = torch._foreach_mul(old_second_moments, beta2)
     torch._foreach_addcmul_(new_second_moments, inputs.grads, inputs.grads, value=1 - beta2)
-    p = preconditioners(new_second_moments, inputs.bias_corrections1, 1 - beta2**inputs.step_counts)
-    if len(p) == first_steps:
-        return None, new_second_moments, p
+    if first_steps >= len(inputs.grads):
+        ops.write_back(inputs.second_moments, new_second_moments)
+        return None
+    p = _foreach_preconditioners(
+        new_second_moments[seen],
+        inputs.bias_corrections1[seen],
+        inputs.step_counts[seen],
+        beta2=beta2,
+        eps=eps,
+    )
 
-    g, d, x, ps = inputs.grads[seen], inputs.memories[seen], inputs.xs[seen], p[seen]
+    g, d, x = inputs.grads[seen], inputs.memories[seen], inputs.xs[seen]
     prev_lr = inputs.prev_lrs[seen]
     if gap_estimate == "displacement":
-        last_p = preconditioners(
-            inputs.second_moments[seen],
+        last_p = _foreach_preconditioners(
+            old_second_moments[seen],
             inputs.prev_bias_corrections1[seen],
-            1 - beta2 ** (inputs.step_counts[seen] - 1),
+            inputs.step_counts[seen] - 1,
+            beta2=beta2,
+            eps=eps,
         )
     else:
-        last_p = ps
+        last_p = p
+    ops.write_back(inputs.second_moments, new_second_moments)
+    del new_second_moments, old_second_moments
+    directions = torch._foreach_div(d, last_p)
+    del last_p
+    if mu != 0:
+        torch._foreach_add_(directions, x, alpha=mu)
     scale = gap_scale(prev_lr, lr=lr, weight_decay=mu, gap_estimate=gap_estimate)
-    gap = gaps(torch._foreach_div(d, last_p), scale)
+    gap = scale * ops.stack_on(ops.foreach_dot(g, directions), like)
+    del directions
     differences = torch._foreach_sub(d, g)
-    metric_gaps = torch._foreach_div(differences, ps)
+    metric_gaps = torch._foreach_div(differences, p)
     if lambd != 0:  # pull_weight: no lambd P term at all (also where P is inf)
-        torch._foreach_div_(metric_gaps, torch._foreach_add(torch._foreach_mul(ps, lambd), 1.0))
-        pulled = torch._foreach_add(g, torch._foreach_mul(torch._foreach_mul(ps, d), lambd))
+        torch._foreach_div_(metric_gaps, torch._foreach_add(torch._foreach_mul(p, lambd), 1.0))
+        pulled = torch._foreach_add(g, torch._foreach_mul(torch._foreach_mul(p, d), lambd))
     else:
         pulled = g
     pull = ops.stack_on(ops.foreach_dot(metric_gaps, pulled), like)
     decay = ops.stack_on(ops.foreach_dot(x, differences), like)
     curvature = ops.stack_on(ops.foreach_dot(differences, metric_gaps), like)
-    terms = amadamw_terms_from_dots(gap, decay, pull, curvature, lr=lr, weight_decay=mu)
-    return terms, new_second_moments, p
+    return amadamw_terms_from_dots(gap, decay, pull, curvature, lr=lr, weight_decay=mu)
 
 
 def amadamw_update(
     params: list[Tensor],
     grads: list[Tensor],
     exp_avgs: list[Tensor],
-    preconditioners: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[Tensor],
+    bias_corrections1: list[Tensor],
     betas: Tensor,
     *,
     lr: LearningRate,
+    beta2: float,
+    eps: float,
     weight_decay: float,
     lambd: float,
-    bias_corrections1: list[Tensor],
     nesterov: bool = False,
     foreach: bool,
 ) -> None:
     """``d <- lerp(d, g, w)``, ``w = (1-beta) / (1 + lambd P)``; ``x <- (1-mu lr) x - lr d/P``,
-    or with ``nesterov`` ``x <- (1-mu lr) x - lr lerp(d, bc1 g, w) / P``, ``bc1`` from
-    ``bias_corrections1`` (this step's ``1 - beta1_max Pi`` of each tensor)."""
+    or with ``nesterov`` ``x <- (1-mu lr) x - lr lerp(d, bc1 g, w) / P``.
+
+    ``P`` is recomputed from the advanced ``v``, the advanced step counts and
+    ``bias_corrections1`` (this step's ``1 - beta1_max Pi`` of each tensor), as the kernels do,
+    rather than kept from the sums: that would hold a full-size temporary across the phases."""
+    like = grads[0]
     dtypes = [g.dtype for g in grads]
-    xs = ops.in_dtype(params, dtypes)
-    memories = ops.in_dtype(exp_avgs, dtypes)
-    if foreach:
-        if lambd != 0:  # pull_weight
-            weights = torch._foreach_add(torch._foreach_mul(preconditioners, lambd), 1.0)
-            torch._foreach_reciprocal_(weights)
-            weights = ops.foreach_mul_unbound(weights, 1 - betas)
-        else:
-            weights = list((1 - betas).unbind())
-        new_memories = torch._foreach_lerp(memories, grads, weights)
-        directions = new_memories
-        if nesterov:
-            scaled_grads = torch._foreach_mul(grads, list(bias_corrections1))
-            directions = torch._foreach_lerp(new_memories, scaled_grads, weights)
-        steps = ops.scale(torch._foreach_div(directions, preconditioners), lr)
-        new_params = torch._foreach_sub(ops.scale(xs, 1 - weight_decay * lr), steps)
-    else:
-        new_memories, new_params = [], []
-        for x, g, d, p, beta, bias_correction1 in zip(
-            xs, grads, memories, preconditioners, betas.unbind(), bias_corrections1
-        ):
+    bias_factors = ops.stack_on(bias_corrections1, like)
+    step_counts = ops.stack_on(steps, like)
+    if not foreach:
+        for index, (param, g, d, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs)):
+            _, p = amadamw_preconditioner(
+                v.to(g.dtype),
+                None,
+                beta2=beta2,
+                step=step_counts[index],
+                bias_correction1=bias_factors[index],
+                eps=eps,
+            )
             new_x, new_memory = amadamw_tensor_step(
-                x,
+                param.to(g.dtype),
                 g,
-                d,
+                d.to(g.dtype),
                 p,
-                beta,
+                betas[index],
                 lr=lr,
                 weight_decay=weight_decay,
                 lambd=lambd,
                 nesterov=nesterov,
-                bias_correction1=bias_correction1,
+                bias_correction1=bias_factors[index],
             )
-            new_memories.append(new_memory)
-            new_params.append(new_x)
-    ops.write_back(exp_avgs, new_memories)
-    ops.write_back(params, new_params)
+            ops.write_back([d, param], [new_memory, new_x])
+        return
+    for bucket in ops.buckets(grads):
+        g = grads[bucket]
+        xs = ops.in_dtype(params[bucket], dtypes[bucket])
+        memories = ops.in_dtype(exp_avgs[bucket], dtypes[bucket])
+        ps = _foreach_preconditioners(
+            ops.in_dtype(exp_avg_sqs[bucket], dtypes[bucket]),
+            bias_factors[bucket],
+            step_counts[bucket],
+            beta2=beta2,
+            eps=eps,
+        )
+        one_minus_betas = 1 - betas[bucket]
+        if lambd != 0:  # pull_weight
+            weights = torch._foreach_add(torch._foreach_mul(ps, lambd), 1.0)
+            torch._foreach_reciprocal_(weights)
+            weights = ops.foreach_mul_unbound(weights, one_minus_betas)
+        else:
+            weights = list(one_minus_betas.unbind())
+        new_memories = torch._foreach_lerp(memories, g, weights)
+        directions = new_memories
+        if nesterov:
+            scaled_grads = ops.foreach_mul_unbound(g, bias_factors[bucket])
+            directions = torch._foreach_lerp(new_memories, scaled_grads, weights)
+            del scaled_grads
+        steps_x = ops.scale(torch._foreach_div(directions, ps), lr)
+        del directions, ps, weights
+        ops.write_back(exp_avgs[bucket], new_memories)
+        del new_memories
+        new_params = torch._foreach_sub(ops.scale(xs, 1 - weight_decay * lr), steps_x)
+        ops.write_back(params[bucket], new_params)

@@ -278,11 +278,17 @@ def amsgd_block_sums(
             a_list.append(a)
             b_list.append(b)
         return ops.stack_on(a_list, like), ops.stack_on(b_list, like)
-    differences = torch._foreach_sub(memories, grads)
-    pulled = torch._foreach_add(grads, memories, alpha=lambd)
-    gaps = ops.stack_on(prev_lrs, like) * ops.stack_on(ops.foreach_dot(grads, memories), like)
-    pull = ops.stack_on(ops.foreach_dot(differences, pulled), like)
-    curvature = ops.stack_on(ops.foreach_dot(differences, differences), like)
+    memory_dots, pulls, curvatures = [], [], []
+    # A bucket at a time: the temporaries stay a bucket's size, not the group's.
+    for bucket in ops.buckets(grads):
+        g, d = grads[bucket], memories[bucket]
+        differences = torch._foreach_sub(d, g)
+        pulled = torch._foreach_add(g, d, alpha=lambd)
+        memory_dots += ops.foreach_dot(g, d)
+        pulls += ops.foreach_dot(differences, pulled)
+        curvatures += ops.foreach_dot(differences, differences)
+    gaps = ops.stack_on(prev_lrs, like) * ops.stack_on(memory_dots, like)
+    pull, curvature = ops.stack_on(pulls, like), ops.stack_on(curvatures, like)
     return amsgd_terms_from_dots(gaps, pull, curvature, lr=lr, lambd=lambd)
 
 
@@ -375,34 +381,37 @@ def amsgd_update(
 
     ``betas`` holds one beta per remaining tensor (``None`` if there is none).
     """
-    seen = slice(first_steps, None)
-    if foreach:
-        memories = ops.in_dtype(momentum_buffers[seen], [g.dtype for g in grads[seen]])
-        new_memories = list(grads[:first_steps])
-        directions = list(grads[:first_steps])
-        if betas is not None:
-            betas = betas.to(grads[first_steps].device)
-            weights = list(((1 - betas) / (1 + lambd)).unbind())
-            seen_memories = torch._foreach_lerp(memories, grads[seen], weights)
-            new_memories += seen_memories
-            if nesterov:
-                directions += torch._foreach_lerp(seen_memories, grads[seen], weights)
-            else:
-                directions += seen_memories
-        xs = ops.in_dtype(params, [g.dtype for g in grads])
-        new_params = torch._foreach_sub(xs, ops.scale(directions, lr))
-    else:
-        new_memories, new_params = [], []
+    if betas is not None:
+        betas = betas.to(grads[first_steps].device)
+    if not foreach:
         for index, (param, grad, buffer) in enumerate(zip(params, grads, momentum_buffers)):
             x = param.to(grad.dtype)
             if index < first_steps:
                 new_x, new_memory = x - lr * grad, grad
             else:
-                beta = betas[index - first_steps].to(grad.device)
+                beta = betas[index - first_steps]
                 new_x, new_memory = amsgd_tensor_step(
                     x, grad, buffer.to(grad.dtype), beta, lr=lr, lambd=lambd, nesterov=nesterov
                 )
-            new_memories.append(new_memory)
-            new_params.append(new_x)
-    ops.write_back(momentum_buffers, new_memories)
-    ops.write_back(params, new_params)
+            ops.write_back([buffer, param], [new_memory, new_x])
+        return
+    weights = None if betas is None else list(((1 - betas) / (1 + lambd)).unbind())
+    for bucket in ops.buckets(grads):
+        firsts = slice(bucket.start, max(min(first_steps, bucket.stop), bucket.start))
+        seen = slice(firsts.stop, bucket.stop)
+        g = grads[seen]
+        memories = ops.in_dtype(momentum_buffers[seen], [grad.dtype for grad in g])
+        new_memories = list(grads[firsts])
+        directions = list(grads[firsts])
+        if g:
+            seen_weights = weights[seen.start - first_steps : seen.stop - first_steps]
+            seen_memories = torch._foreach_lerp(memories, g, seen_weights)
+            new_memories += seen_memories
+            if nesterov:
+                directions += torch._foreach_lerp(seen_memories, g, seen_weights)
+            else:
+                directions += seen_memories
+        ops.write_back(momentum_buffers[bucket], new_memories)
+        xs = ops.in_dtype(params[bucket], [grad.dtype for grad in grads[bucket]])
+        new_params = torch._foreach_sub(xs, ops.scale(directions, lr))
+        ops.write_back(params[bucket], new_params)
