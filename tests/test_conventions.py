@@ -138,6 +138,6 @@ def test_parameter_without_grad_is_left_out(name, scope):
 @pytest.mark.parametrize("name", FACTORIES)
 def test_foreach_none_uses_reference_on_cpu(name):
     opt = FACTORIES[name](make_params())
-    from adamem._optimizer import use_foreach
+    from adamem._batch import use_foreach
 
     assert not use_foreach(opt.param_groups[0], opt.param_groups[0]["params"])

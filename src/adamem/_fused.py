@@ -35,13 +35,15 @@ import torch
 from torch import Tensor
 
 from . import _jit
+from ._batch import ParamBatch
+from ._checks import check_flag
 from ._kernel_contract import RECORD, STATE_SCALARS, hyper_values
-from ._optimizer import ParamBatch, check_flag
 
 __all__ = [
     "FusedStep",
     "Kernels",
     "fingerprint",
+    "kernel_hyper",
     "plan",
     "uses_triton",
     "validate_fused",
@@ -136,6 +138,11 @@ class Kernels:
         return [state[key] if key in self.scalar_keys else None for key in STATE_SCALARS]
 
 
+def kernel_hyper(kind: Kernels, group: dict[str, Any]) -> dict[str, float | Tensor]:
+    """The kernels' hyperparameters of ``group``: the optimizer's, and the gradient's sign."""
+    return {**kind.hyper(group), "grad_sign": -1.0 if group["maximize"] else 1.0}
+
+
 def plan(batch: ParamBatch, kind: Kernels, layouts: dict[int, tuple[tuple, Any]]) -> Any:
     """The fused step of ``batch`` (a :class:`FusedStep` on the CPU, a Triton step on CUDA),
     or ``None`` to take the torch path; ``fused=True`` warns once when the group cannot take
@@ -213,7 +220,7 @@ def _cpu_step(batch: ParamBatch, kind: Kernels, records: array) -> FusedStep | N
         for phase in ("first", "sums", "update")
     }
     # Only here is a tensor lr read on the host: its group's tensors are all on the CPU.
-    hyper = array("d", map(float, hyper_values(kind.hyper(batch.group))))
+    hyper = array("d", map(float, hyper_values(kernel_hyper(kind, batch.group))))
     return FusedStep(kind, entry_points, records, batch, hyper)
 
 
@@ -244,6 +251,7 @@ def _records(batch: ParamBatch, kind: Kernels) -> array | str:
             x.dtype is dtype
             and x.is_cpu
             and x.is_contiguous()
+            and g.dtype is dtype
             and g.is_contiguous()  # the grad setter gave it the parameter's device and shape
             and (d.dtype is dtype or d.dtype is complex_dtype)
             and d.is_cpu

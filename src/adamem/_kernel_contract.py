@@ -18,7 +18,7 @@ from typing import Any
 
 RECORD: tuple[str, ...] = (
     "x",  # parameter (real view)
-    "g",  # gradient, in the compute dtype, maximize applied
+    "g",  # gradient as stored (its own dtype, maximize not applied: see grad_sign)
     "d",  # memory: momentum_buffer or exp_avg
     "v",  # second moment (exp_avg_sq), or d again when the optimizer has none
     "numel",  # element count of the real view
@@ -41,6 +41,7 @@ HYPER: tuple[str, ...] = (
     "lambd",
     "compat_gap",  # 1.0 for AM-AdamW's gap_estimate="compat"
     "nesterov",  # 1.0 for a Nesterov look-ahead step
+    "grad_sign",  # -1.0 for maximize: the kernels negate the stored gradient as they read it
 )
 """The group's hyperparameters, as float64 (0.0 where an optimizer has no such setting)."""
 

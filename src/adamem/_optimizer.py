@@ -2,12 +2,20 @@
 
 An AM step cannot update any element of a block before it knows the block's beta, and beta
 needs sums over the whole block (for ``scope="global"``, over every parameter). So a step runs
-in three phases, and each optimizer supplies the first and the last:
+in three phases:
 
-1. ``_prepare`` collects the tensors of a group and ``_block_sums`` computes their per-tensor
-   ``(a, b)`` (ALGORITHMS.md §4), updating any statistic that does not depend on beta;
+1. ``_collect`` gathers the tensors of each group (a :class:`~adamem._batch.ParamBatch`) and
+   ``_plan``, the one place that chooses how a group's step runs, makes its
+   :class:`StepPlan`: the fused kernels when they can take the group
+   (:func:`adamem._fused.plan`: C on the CPU, Triton on CUDA), else the optimizer's torch
+   step (multi-tensor or reference, per ``foreach``). ``plan.block_sums()`` returns the
+   per-tensor ``(a, b)`` (ALGORITHMS.md §4), updating any statistic that does not depend on
+   beta;
 2. :func:`adamem.beta.block_betas` turns the sums into one beta per tensor, per ``scope``;
-3. ``_apply`` updates parameters and state with those betas.
+3. ``plan.apply(betas)`` updates parameters and state with those betas.
+
+An optimizer supplies its state (``_init_state``), its torch step (``_torch_step``) and its
+kernels' interface (``kernels``, a :class:`adamem._fused.Kernels`).
 
 Inside a group, tensors seen for the first time come first (``ParamBatch.first_steps`` of
 them): their step follows a fixed rule and they stay out of the model's sums.
@@ -19,140 +27,48 @@ partial sums of every sharded tensor (:mod:`adamem._distributed`, docs/distribut
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from itertools import chain
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from . import _fused
+from ._batch import ParamBatch, compute_dtype, real_view, use_foreach
+from ._checks import check_choice, check_flag
 from ._distributed import (
     Sharding,
     all_reduce_block_sums,
     all_reduce_partition_sums,
-    local,
     localize,
 )
 from .beta import SCOPES, block_betas
 
-LearningRate = float | Tensor
 
+class StepPlan(Protocol):
+    """How one group's step runs: the two phases around the beta solve."""
 
-@dataclass
-class ParamBatch:
-    """The tensors of one parameter group that take part in a step.
+    def block_sums(self) -> tuple[Tensor, Tensor] | None:
+        """First steps, statistics that do not depend on beta, and the ``(a, b)`` of the
+        tensors past their first step (``None`` if there is none)."""
 
-    ``params`` are the stored tensors (real views of complex ones, local shards of DTensors)
-    and ``states`` their state dicts; ``grads`` are the gradients the algorithm sees, in the
-    compute dtype, with ``maximize`` applied. The first ``first_steps`` entries are tensors
-    seen for the first time. ``shardings`` says, per tensor, how a DTensor is split across
-    ranks (``None`` for a plain tensor).
-    """
-
-    group: dict[str, Any]
-    positions: list[int] = field(default_factory=list)
-    """Each tensor's index in ``group["params"]``."""
-    params: list[Tensor] = field(default_factory=list)
-    grads: list[Tensor] = field(default_factory=list)
-    states: list[dict[str, Any]] = field(default_factory=list)
-    first_steps: int = 0
-    scratch: dict[str, Any] = field(default_factory=dict)
-    shardings: list[Sharding | None] = field(default_factory=list)
-    plain: bool = True
-    """No parameter is complex or a DTensor: stored tensors need no views (a faster
-    :meth:`state_list`)."""
-
-    def __len__(self) -> int:
-        return len(self.params)
-
-    def state_list(self, key: str, start: int = 0) -> list[Tensor]:
-        """State entry ``key`` of each tensor from ``start`` on (real views of complex ones,
-        local shards of DTensors)."""
-        if self.plain:
-            return [state[key] for state in self.states[start:]]
-        return [real_view(local(state[key])) for state in self.states[start:]]
-
-
-def compute_dtype(tensor: Tensor) -> torch.dtype:
-    """The dtype in which a tensor's AM arithmetic runs: float64 for double, else float32."""
-    return torch.float64 if tensor.dtype in (torch.float64, torch.complex128) else torch.float32
-
-
-def real_view(tensor: Tensor) -> Tensor:
-    """Complex tensors are optimised as pairs of reals: ``<g, d>`` becomes ``Re <g, d>``."""
-    return torch.view_as_real(tensor) if tensor.is_complex() else tensor
-
-
-def scalar_state(value: LearningRate | float, like: Tensor) -> Tensor:
-    """A 0-d statistic on ``like``'s device in its compute dtype (made on the device: copying
-    a host scalar to a GPU would wait for it)."""
-    dtype = compute_dtype(like)
-    if isinstance(value, Tensor):
-        return value.detach().to(like.device, dtype, copy=True).reshape(())
-    return torch.full((), value, dtype=dtype, device=like.device)
-
-
-def use_foreach(group: dict[str, Any], params: list[Tensor]) -> bool:
-    """``foreach=None`` picks the multi-tensor path when every tensor is on CUDA, like torch."""
-    if group["foreach"] is not None:
-        return group["foreach"]
-    return bool(params) and all(p.device.type == "cuda" for p in params)
-
-
-def check_learning_rate(lr: Any) -> None:
-    if isinstance(lr, Tensor):
-        if lr.numel() != 1:
-            raise ValueError(f"lr as a Tensor must have one element, got shape {tuple(lr.shape)}")
-        if lr.is_complex() or not lr.is_floating_point():
-            raise TypeError(f"lr as a Tensor must be real floating point, got {lr.dtype}")
-        value = float(lr)
-    elif isinstance(lr, (int, float)) and not isinstance(lr, bool):
-        value = float(lr)
-    else:
-        raise TypeError(f"lr must be a float or a one-element Tensor, got {type(lr).__name__}")
-    if not (value >= 0.0 and math.isfinite(value)):
-        raise ValueError(f"lr must be finite and >= 0, got {value}")
-
-
-def check_number(name: str, value: Any, low: float, high: float, *, high_open: bool) -> None:
-    """Require ``low <= value <= high`` (``< high`` if ``high_open``) for a real number."""
-    if isinstance(value, Tensor) and value.numel() == 1 and value.is_floating_point():
-        value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    above_low = value >= low
-    below_high = value < high if high_open else value <= high
-    if not (above_low and below_high and not math.isnan(value)):
-        bracket = ")" if high_open else "]"
-        raise ValueError(f"{name} must lie in [{low}, {high}{bracket}, got {value}")
-
-
-def check_flag(name: str, value: Any, *, allow_none: bool = False) -> None:
-    if isinstance(value, bool) or (allow_none and value is None):
-        return
-    expected = "a bool or None" if allow_none else "a bool"
-    raise TypeError(f"{name} must be {expected}, got {value!r}")
-
-
-def check_choice(name: str, value: Any, choices: Iterable[str]) -> None:
-    choices = tuple(choices)
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    def apply(self, betas: Tensor | None) -> None:
+        """The update with one beta per tensor past its first step."""
 
 
 class AMOptimizer(Optimizer):
     """Base class of the AM optimizers; see the module docstring for the step's phases.
 
-    Subclasses define ``_prepare``, ``_block_sums``, ``_apply``, ``_validate_group``,
+    Subclasses define ``kernels``, ``_init_state``, ``_torch_step``, ``_validate_group``,
     ``_beta_cap`` (the cap on beta in a group), ``effective_momentum``, ``_state_keys`` (the
     state of a tensor that has taken a step), ``_statistic_keys`` (those kept in the compute
     dtype whatever the parameter dtype) and ``_group_defaults`` (group settings that older
     checkpoints may lack).
     """
 
+    kernels: _fused.Kernels
     _statistic_keys: frozenset[str] = frozenset()
     _state_keys: frozenset[str] = frozenset()
     _group_defaults: dict[str, Any] = {}
@@ -205,8 +121,9 @@ class AMOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        batches = [self._prepare(group) for group in self.param_groups]
-        sums = [self._block_sums(batch) if len(batch) else None for batch in batches]
+        batches = [self._collect(group) for group in self.param_groups]
+        plans = [self._plan(batch) if len(batch) else None for batch in batches]
+        sums = [None if plan is None else plan.block_sums() for plan in plans]
         shardings = [batch.shardings[batch.first_steps :] for batch in batches]
         partition_group = self._flat_partition_group
         if partition_group is None:
@@ -219,9 +136,9 @@ class AMOptimizer(Optimizer):
             [group["scope"] for group in self.param_groups],
             [self._beta_cap(group) for group in self.param_groups],
         )
-        for batch, beta in zip(batches, betas):
-            if len(batch):
-                self._apply(batch, beta)
+        for plan, beta in zip(plans, betas):
+            if plan is not None:
+                plan.apply(beta)
         self._solved = [
             None if beta is None else (batch.positions[batch.first_steps :], beta)
             for batch, beta in zip(batches, betas)
@@ -269,8 +186,17 @@ class AMOptimizer(Optimizer):
                 "or scope='global'"
             )
 
-    def _collect(self, group: dict[str, Any], init_state: Callable[..., None]) -> ParamBatch:
-        """Gather the tensors with a gradient, creating state on first sight (first in order)."""
+    def _plan(self, batch: ParamBatch) -> StepPlan:
+        """How ``batch``'s step runs: the fused kernels if they take it, else the torch step."""
+        fused = _fused.plan(batch, self.kernels, self._kernel_layouts)
+        if fused is not None:
+            return fused
+        return self._torch_step(batch, use_foreach(batch.group, batch.params))
+
+    def _collect(self, group: dict[str, Any]) -> ParamBatch:
+        """Gather the tensors with a gradient, creating state on first sight (first in order).
+
+        Gradients stay as stored (dtype, sign): the plan decides how to read them."""
         plain = True
         fresh: list[tuple[int, Tensor, Tensor, dict[str, Any], Sharding | None]] = []
         seen: list[tuple[int, Tensor, Tensor, dict[str, Any], Sharding | None]] = []
@@ -291,13 +217,8 @@ class AMOptimizer(Optimizer):
             local_param, grad, sharding = localize(param, grad, type(self).__name__)
             plain = plain and local_param is param and not is_complex
             state = self.state[param]
-            dtype = compute_dtype(param)
-            if not is_complex and grad.dtype != dtype:
-                grad = grad.to(dtype)  # .to is not free even when the dtype already matches
-            if group["maximize"]:
-                grad = -grad
             if not state:
-                init_state(state, param)  # a DTensor parameter gets DTensor buffers
+                self._init_state(state, param, group)  # a DTensor gets DTensor buffers
                 fresh.append((position, local_param, grad, state, sharding))
             else:
                 seen.append((position, local_param, grad, state, sharding))
@@ -399,14 +320,12 @@ class AMOptimizer(Optimizer):
     def _beta_cap(self, group: dict[str, Any]) -> float:
         raise NotImplementedError
 
-    def _prepare(self, group: dict[str, Any]) -> ParamBatch:
+    def _init_state(self, state: dict[str, Any], param: Tensor, group: dict[str, Any]) -> None:
+        """Fill the state of a tensor seen for the first time."""
         raise NotImplementedError
 
-    def _block_sums(self, batch: ParamBatch) -> tuple[Tensor, Tensor] | None:
-        """Per-tensor ``(a, b)`` of the tensors past their first step, or ``None`` if none."""
-        raise NotImplementedError
-
-    def _apply(self, batch: ParamBatch, betas: Tensor | None) -> None:
+    def _torch_step(self, batch: ParamBatch, foreach: bool) -> StepPlan:
+        """The group's step on torch ops: multi-tensor (``foreach``) or the reference."""
         raise NotImplementedError
 
     def effective_momentum(self, beta: Tensor, group: dict[str, Any]) -> Tensor:

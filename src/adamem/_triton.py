@@ -38,8 +38,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ._batch import ParamBatch, compute_dtype
+from ._fused import kernel_hyper
 from ._kernel_contract import HYPER, RECORD, hyper_values
-from ._optimizer import ParamBatch
 
 __all__ = ["STEPS", "AdamWStep", "Layout", "SGDStep", "Unsupported", "layout"]
 
@@ -72,9 +73,9 @@ only, and at worst (subnormal or overflowing operands) change a beta, which stay
 # The table starts with the hyperparameters, as float64 bit patterns, then a record per
 # tensor (addresses of its arrays, its element count, addresses of its state scalars, 0 where
 # the optimizer has none): both in the order of adamem._kernel_contract.
-H_LR, H_CAP, H_BETA2, H_EPS, H_WEIGHT_DECAY, H_LAMBD, H_COMPAT_GAP = (
+H_LR, H_CAP, H_BETA2, H_EPS, H_WEIGHT_DECAY, H_LAMBD, H_COMPAT_GAP, H_GRAD_SIGN = (
     tl.constexpr(HYPER.index(name))
-    for name in ("lr", "cap", "beta2", "eps", "weight_decay", "lambd", "compat_gap")
+    for name in ("lr", "cap", "beta2", "eps", "weight_decay", "lambd", "compat_gap", "grad_sign")
 )
 HYPER_FIELDS = len(HYPER)
 R_X, R_G, R_D, R_V, R_NUMEL, R_STEP, R_BETA, R_BETA_PRODUCT, R_PREV_BC1, R_PREV_LR = (
@@ -169,9 +170,9 @@ def _chunk(
     records,
     chunks,
     X: tl.constexpr,
+    G: tl.constexpr,
     D: tl.constexpr,
     V: tl.constexpr,
-    COMPUTE: tl.constexpr,
     ALIGNED: tl.constexpr,
     CHUNK: tl.constexpr,
 ):
@@ -182,7 +183,7 @@ def _chunk(
     start = tl.multiple_of(tl.load(chunks + 2 * pid + 1), CHUNK)
     record = records + RECORD_FIELDS * tensor
     x = tl.load(record + R_X).to(tl.pointer_type(X))
-    g = tl.load(record + R_G).to(tl.pointer_type(COMPUTE))
+    g = tl.load(record + R_G).to(tl.pointer_type(G))
     d = tl.load(record + R_D).to(tl.pointer_type(D))
     v = tl.load(record + R_V).to(tl.pointer_type(V))
     if ALIGNED:
@@ -221,6 +222,7 @@ def _sgd_sums_kernel(
     chunks,
     partials,
     X: tl.constexpr,
+    G: tl.constexpr,
     D: tl.constexpr,
     COMPUTE: tl.constexpr,
     DECAY: tl.constexpr,
@@ -231,8 +233,10 @@ def _sgd_sums_kernel(
     """amsgd_block_sums of one chunk: <g, d>, <d - g, g + lambd d>, <d - g, d - g>, with
     g + weight_decay x as the gradient."""
     pid, tensor, start, record, count, x, g, d, v = _chunk(
-        records, chunks, X, D, D, COMPUTE, ALIGNED, CHUNK
+        records, chunks, X, G, D, D, ALIGNED, CHUNK
     )
+    # maximize: the stored gradient, negated as it is read (exact).
+    sign = _hyper(table, H_GRAD_SIGN).to(COMPUTE)
     lambd = _hyper(table, H_LAMBD).to(COMPUTE)
     weight_decay = _hyper(table, H_WEIGHT_DECAY).to(COMPUTE)
     memory_dot = tl.zeros([BLOCK], COMPUTE)
@@ -241,7 +245,7 @@ def _sgd_sums_kernel(
     for offset in range(0, CHUNK, BLOCK):
         index = start + offset + tl.arange(0, BLOCK)
         mask = index < count
-        grad = tl.load(g + index, mask=mask, other=0.0)
+        grad = tl.load(g + index, mask=mask, other=0.0).to(COMPUTE) * sign
         if DECAY:
             grad = grad + weight_decay * tl.load(x + index, mask=mask, other=0.0).to(COMPUTE)
         memory = tl.load(d + index, mask=mask, other=0.0).to(COMPUTE)
@@ -291,6 +295,7 @@ def _sgd_update_kernel(
     betas,
     first_steps,
     X: tl.constexpr,
+    G: tl.constexpr,
     D: tl.constexpr,
     COMPUTE: tl.constexpr,
     DECAY: tl.constexpr,
@@ -303,8 +308,10 @@ def _sgd_update_kernel(
     with Nesterov x <- x - lr lerp(d, g, w); a first step takes d = g (w = 1). The tensor's
     first chunk records beta and lr."""
     pid, tensor, start, record, count, x, g, d, v = _chunk(
-        records, chunks, X, D, D, COMPUTE, ALIGNED, CHUNK
+        records, chunks, X, G, D, D, ALIGNED, CHUNK
     )
+    # maximize: the stored gradient, negated as it is read (exact).
+    sign = _hyper(table, H_GRAD_SIGN).to(COMPUTE)
     lr = _hyper(table, H_LR).to(COMPUTE)
     lambd = _hyper(table, H_LAMBD)
     weight_decay = _hyper(table, H_WEIGHT_DECAY).to(COMPUTE)
@@ -315,7 +322,7 @@ def _sgd_update_kernel(
         index = start + offset + tl.arange(0, BLOCK)
         mask = index < count
         param = tl.load(x + index, mask=mask).to(COMPUTE)
-        grad = tl.load(g + index, mask=mask)
+        grad = tl.load(g + index, mask=mask).to(COMPUTE) * sign
         if DECAY:
             grad = grad + weight_decay * param
         memory = _lerp(tl.load(d + index, mask=mask).to(COMPUTE), grad, weight)
@@ -340,6 +347,7 @@ def _adamw_sums_kernel(
     partials,
     first_steps,
     X: tl.constexpr,
+    G: tl.constexpr,
     D: tl.constexpr,
     V: tl.constexpr,
     COMPUTE: tl.constexpr,
@@ -354,8 +362,10 @@ def _adamw_sums_kernel(
     <x, d - g>, <M (d - g), g + lambd P d> and <d - g, M (d - g)>, M = 1 / (P (1 + lambd P)),
     P_last = P_{t-1} (displacement gap) or P_t (compat). A first step only advances v."""
     pid, tensor, start, record, count, x, g, d, v = _chunk(
-        records, chunks, X, D, V, COMPUTE, ALIGNED, CHUNK
+        records, chunks, X, G, D, V, ALIGNED, CHUNK
     )
+    # maximize: the stored gradient, negated as it is read (exact).
+    sign = _hyper(table, H_GRAD_SIGN).to(COMPUTE)
     beta2_wide = _hyper(table, H_BETA2)
     beta2 = beta2_wide.to(COMPUTE)
     one_minus_beta2 = (1.0 - beta2_wide).to(COMPUTE)
@@ -363,7 +373,7 @@ def _adamw_sums_kernel(
         for offset in range(0, CHUNK, BLOCK):
             index = start + offset + tl.arange(0, BLOCK)
             mask = index < count
-            grad = tl.load(g + index, mask=mask)
+            grad = tl.load(g + index, mask=mask).to(COMPUTE) * sign
             second_moment = tl.load(v + index, mask=mask).to(COMPUTE)
             second_moment = beta2 * second_moment + one_minus_beta2 * grad * grad
             tl.store(v + index, second_moment.to(V), mask=mask)
@@ -384,7 +394,7 @@ def _adamw_sums_kernel(
         for offset in range(0, CHUNK, BLOCK):
             index = start + offset + tl.arange(0, BLOCK)
             mask = index < count
-            grad = tl.load(g + index, mask=mask, other=0.0)
+            grad = tl.load(g + index, mask=mask, other=0.0).to(COMPUTE) * sign
             memory = tl.load(d + index, mask=mask, other=0.0).to(COMPUTE)
             old_v = tl.load(v + index, mask=mask, other=0.0).to(COMPUTE)
             new_v = beta2 * old_v + one_minus_beta2 * grad * grad
@@ -476,6 +486,7 @@ def _adamw_update_kernel(
     betas,
     first_steps,
     X: tl.constexpr,
+    G: tl.constexpr,
     D: tl.constexpr,
     V: tl.constexpr,
     COMPUTE: tl.constexpr,
@@ -489,8 +500,10 @@ def _adamw_update_kernel(
     with Nesterov x <- (1 - mu lr) x - lr lerp(d, bc1 g, w) / P. The tensor's first chunk
     records beta, Pi beta and lr."""
     pid, tensor, start, record, count, x, g, d, v = _chunk(
-        records, chunks, X, D, V, COMPUTE, ALIGNED, CHUNK
+        records, chunks, X, G, D, V, ALIGNED, CHUNK
     )
+    # maximize: the stored gradient, negated as it is read (exact).
+    sign = _hyper(table, H_GRAD_SIGN).to(COMPUTE)
     lr_wide = _hyper(table, H_LR)
     lr = lr_wide.to(COMPUTE)
     decay_factor = (1.0 - _hyper(table, H_WEIGHT_DECAY) * lr_wide).to(COMPUTE)
@@ -508,7 +521,7 @@ def _adamw_update_kernel(
     for offset in range(0, CHUNK, BLOCK):
         index = start + offset + tl.arange(0, BLOCK)
         mask = index < count
-        grad = tl.load(g + index, mask=mask)
+        grad = tl.load(g + index, mask=mask).to(COMPUTE) * sign
         second_moment = tl.load(v + index, mask=mask).to(COMPUTE)
         p = _preconditioner(second_moment, bias_correction1, inv_sqrt_bias_correction2, eps, True)
         weight = _divide(one_minus_beta, 1 + _lambd_p(lambd, p), True)
@@ -589,17 +602,23 @@ def layout(batch: ParamBatch, kind: Any) -> Layout:
     tensor whenever the group's tensors change.
     """
     grads = batch.grads
-    compute = grads[0].dtype
+    compute = compute_dtype(batch.params[0])
+    grad_dtype = grads[0].dtype
     memories = batch.state_list(kind.memory_key)
     second_moments = (
         batch.state_list(kind.second_moment_key) if kind.second_moment_key else memories
     )
     dtypes = (batch.params[0].dtype, memories[0].dtype, second_moments[0].dtype)
-    for dtype in (*dtypes, compute):
+    for dtype in (*dtypes, grad_dtype):
         if dtype not in _DTYPES:
             raise Unsupported(f"a parameter, gradient or state tensor is {dtype}")
     x_dtype, d_dtype, v_dtype = dtypes
-    kernel_dtypes = {"X": _DTYPES[x_dtype], "D": _DTYPES[d_dtype], "COMPUTE": _DTYPES[compute]}
+    kernel_dtypes = {
+        "X": _DTYPES[x_dtype],
+        "G": _DTYPES[grad_dtype],
+        "D": _DTYPES[d_dtype],
+        "COMPUTE": _DTYPES[compute],
+    }
     if kind.second_moment_key:
         kernel_dtypes["V"] = _DTYPES[v_dtype]
     device = grads[0].get_device()
@@ -612,7 +631,7 @@ def layout(batch: ParamBatch, kind: Any) -> Layout:
             x.dtype is x_dtype
             and d.dtype is d_dtype
             and v.dtype is v_dtype
-            and g.dtype is compute
+            and g.dtype is grad_dtype
             and x.get_device() == device
             and d.get_device() == device
             and v.get_device() == device
@@ -625,7 +644,7 @@ def layout(batch: ParamBatch, kind: Any) -> Layout:
         ):
             raise Unsupported(
                 "the kernels need contiguous tensors on one device, with one dtype per kind "
-                "(parameters, each state buffer) across the group"
+                "(parameters, gradients, each state buffer) across the group"
             )
         addresses = (x.data_ptr(), g.data_ptr(), d.data_ptr(), v.data_ptr())
         aligned = aligned and not any(address % 16 for address in addresses)
@@ -669,7 +688,8 @@ class _Step:
         self.device = batch.grads[0].device
         self.tensors = len(batch)
         self.seen = self.tensors - batch.first_steps
-        values = {name: _lr(value) for name, value in kernels.hyper(batch.group).items()}
+        hyper = kernel_hyper(kernels, batch.group)
+        values = {name: _lr(value) for name, value in hyper.items()}
         layout.set_hyper(hyper_values(values))
 
     def block_sums(self) -> tuple[Tensor, Tensor] | None:

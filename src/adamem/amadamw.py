@@ -43,17 +43,9 @@ from torch import Tensor
 
 from . import _fused
 from . import _tensor_ops as ops
-from ._optimizer import (
-    AMOptimizer,
-    LearningRate,
-    ParamBatch,
-    check_choice,
-    check_flag,
-    check_learning_rate,
-    check_number,
-    scalar_state,
-    use_foreach,
-)
+from ._batch import LearningRate, ParamBatch, scalar_state
+from ._checks import check_choice, check_flag, check_learning_rate, check_number
+from ._optimizer import AMOptimizer
 from .beta import Scope
 
 __all__ = [
@@ -73,6 +65,35 @@ __all__ = [
 
 GapEstimate = Literal["displacement", "compat"]
 GAP_ESTIMATES: tuple[str, ...] = ("displacement", "compat")
+
+
+def _kernel_terms(dots: Tensor, group: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    gap, decay, pull, curvature = dots
+    return amadamw_terms_from_dots(
+        gap, decay, pull, curvature, lr=group["lr"], weight_decay=group["weight_decay"]
+    )
+
+
+KERNELS = _fused.Kernels(
+    name="adamw",
+    memory_key="exp_avg",
+    second_moment_key="exp_avg_sq",
+    scalar_keys=frozenset({"step", "beta", "beta_product", "prev_bias_correction1", "prev_lr"}),
+    hyper=lambda group: {
+        "lr": group["lr"],
+        "cap": group["betas"][0],
+        "beta2": group["betas"][1],
+        "eps": group["eps"],
+        "weight_decay": group["weight_decay"],
+        "lambd": group["lambd"],
+        "compat_gap": float(group["gap_estimate"] == "compat"),
+        "nesterov": float(group["nesterov"]),
+    },
+    dots=4,
+    terms_from_dots=_kernel_terms,
+)
+"""AM-AdamW's fused kernels: the gap (scaled by :func:`gap_scale`), ``<x, d-g>``,
+``<M (d-g), g + lambd P d>``, ``<d-g, M (d-g)>``."""
 
 
 class AMAdamW(AMOptimizer):
@@ -122,6 +143,7 @@ class AMAdamW(AMOptimizer):
         ['beta', 'beta_product', 'exp_avg']
     """
 
+    kernels = KERNELS
     _statistic_keys = frozenset(
         {"beta", "beta_product", "prev_bias_correction1", "prev_lr", "step"}
     )
@@ -244,22 +266,19 @@ class AMAdamW(AMOptimizer):
         it as ``lambd * P -> 0``, the usual regime in deep networks (ALGORITHMS.md §5)."""
         return beta
 
-    def _prepare(self, group: dict[str, Any]) -> ParamBatch:
-        def init_state(state: dict[str, Any], param: Tensor) -> None:
-            state["step"] = scalar_state(0.0, param)
-            state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(
-                param, memory_format=torch.preserve_format, dtype=self._second_moment_dtype(param)
-            )
-            state["beta"] = scalar_state(0.0, param)
-            state["beta_product"] = scalar_state(1.0, param)
-            state["prev_bias_correction1"] = scalar_state(1.0, param)
-            state["prev_lr"] = scalar_state(group["lr"], param)
+    def _init_state(self, state: dict[str, Any], param: Tensor, group: dict[str, Any]) -> None:
+        state["step"] = scalar_state(0.0, param)
+        state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(
+            param, memory_format=torch.preserve_format, dtype=self._second_moment_dtype(param)
+        )
+        state["beta"] = scalar_state(0.0, param)
+        state["beta_product"] = scalar_state(1.0, param)
+        state["prev_bias_correction1"] = scalar_state(1.0, param)
+        state["prev_lr"] = scalar_state(group["lr"], param)
 
-        batch = self._collect(group, init_state)
-        batch.scratch["fused"] = _fused.plan(batch, KERNELS, self._kernel_layouts)
-        batch.scratch["foreach"] = use_foreach(group, batch.params)
-        return batch
+    def _torch_step(self, batch: ParamBatch, foreach: bool) -> _TorchStep:
+        return _TorchStep(batch, foreach, self._beta_cap(batch.group))
 
     @staticmethod
     def _second_moment_dtype(param: Tensor) -> torch.dtype:
@@ -271,13 +290,21 @@ class AMAdamW(AMOptimizer):
             return torch.float32
         return super()._state_dtype(param, key)
 
-    def _block_sums(self, batch: ParamBatch) -> tuple[Tensor, Tensor] | None:
-        if batch.scratch["fused"] is not None:
-            return batch.scratch["fused"].block_sums()
-        group = batch.group
+
+class _TorchStep:
+    """AM-AdamW's step on torch ops: the multi-tensor path (``foreach``) or the reference."""
+
+    def __init__(self, batch: ParamBatch, foreach: bool, cap: float) -> None:
+        self.batch = batch
+        self.foreach = foreach
+        self.cap = cap
+        self.grads = batch.compute_grads()
+
+    def block_sums(self) -> tuple[Tensor, Tensor] | None:
+        batch, group = self.batch, self.batch.group
         return amadamw_block_sums(
             batch.params,
-            batch.grads,
+            self.grads,
             *(
                 batch.state_list(key)
                 for key in (
@@ -296,26 +323,22 @@ class AMAdamW(AMOptimizer):
             weight_decay=group["weight_decay"],
             lambd=group["lambd"],
             gap_estimate=group["gap_estimate"],
-            foreach=batch.scratch["foreach"],
+            foreach=self.foreach,
         )
 
-    def _apply(self, batch: ParamBatch, betas: Tensor | None) -> None:
-        if batch.scratch["fused"] is not None:
-            batch.scratch["fused"].apply(betas)
-            return
-        group = batch.group
-        cap = self._beta_cap(group)
-        like = batch.grads[0]
-        all_betas = torch.full((batch.first_steps,), cap, dtype=like.dtype, device=like.device)
+    def apply(self, betas: Tensor | None) -> None:
+        batch, group = self.batch, self.batch.group
+        like = self.grads[0]
+        all_betas = torch.full((batch.first_steps,), self.cap, dtype=like.dtype, device=like.device)
         if betas is not None:
             all_betas = torch.cat([all_betas, betas.to(like.device, like.dtype)])
         amadamw_update(
             batch.params,
-            batch.grads,
+            self.grads,
             batch.state_list("exp_avg"),
             batch.state_list("exp_avg_sq"),
             batch.state_list("step"),
-            # phase 1 set it to this step's bias factor 1 - beta1_max Pi
+            # block_sums set it to this step's bias factor 1 - beta1_max Pi
             batch.state_list("prev_bias_correction1"),
             all_betas,
             lr=group["lr"],
@@ -324,7 +347,7 @@ class AMAdamW(AMOptimizer):
             weight_decay=group["weight_decay"],
             lambd=group["lambd"],
             nesterov=group["nesterov"],
-            foreach=batch.scratch["foreach"],
+            foreach=self.foreach,
         )
         beta_list = list(all_betas.unbind())
         torch._foreach_copy_(batch.state_list("beta"), beta_list)
@@ -569,35 +592,6 @@ def pull_weight(lambd: float, preconditioner: Tensor) -> Tensor | float:
     return lambd * preconditioner if lambd != 0 else 0.0
 
 
-def _kernel_terms(dots: Tensor, group: dict[str, Any]) -> tuple[Tensor, Tensor]:
-    gap, decay, pull, curvature = dots
-    return amadamw_terms_from_dots(
-        gap, decay, pull, curvature, lr=group["lr"], weight_decay=group["weight_decay"]
-    )
-
-
-KERNELS = _fused.Kernels(
-    name="adamw",
-    memory_key="exp_avg",
-    second_moment_key="exp_avg_sq",
-    scalar_keys=frozenset({"step", "beta", "beta_product", "prev_bias_correction1", "prev_lr"}),
-    hyper=lambda group: {
-        "lr": group["lr"],
-        "cap": group["betas"][0],
-        "beta2": group["betas"][1],
-        "eps": group["eps"],
-        "weight_decay": group["weight_decay"],
-        "lambd": group["lambd"],
-        "compat_gap": float(group["gap_estimate"] == "compat"),
-        "nesterov": float(group["nesterov"]),
-    },
-    dots=4,
-    terms_from_dots=_kernel_terms,
-)
-"""AM-AdamW's fused kernels: the gap (scaled by :func:`gap_scale`), ``<x, d-g>``,
-``<M (d-g), g + lambd P d>``, ``<d-g, M (d-g)>``."""
-
-
 def amadamw_tensor_step(
     x: Tensor,
     grad: Tensor,
@@ -749,7 +743,10 @@ def amadamw_update(
                 nesterov=nesterov,
                 bias_correction1=bias_factors[index],
             )
-            ops.write_back([d, param], [new_memory, new_x])
+            # Two writes: under torch.compile one copy into both let the parameter's
+            # new value read the memory already overwritten.
+            ops.write_back([d], [new_memory])
+            ops.write_back([param], [new_x])
         return
     for bucket in ops.buckets(grads):
         g = grads[bucket]

@@ -36,16 +36,9 @@ from torch.optim.optimizer import required
 
 from . import _fused
 from . import _tensor_ops as ops
-from ._optimizer import (
-    AMOptimizer,
-    LearningRate,
-    ParamBatch,
-    check_flag,
-    check_learning_rate,
-    check_number,
-    scalar_state,
-    use_foreach,
-)
+from ._batch import LearningRate, ParamBatch, scalar_state
+from ._checks import check_flag, check_learning_rate, check_number
+from ._optimizer import AMOptimizer
 from .beta import Scope
 
 __all__ = [
@@ -56,6 +49,29 @@ __all__ = [
     "amsgd_terms_from_dots",
     "amsgd_update",
 ]
+
+
+def _kernel_terms(dots: Tensor, group: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    gap, pull, curvature = dots
+    return amsgd_terms_from_dots(gap, pull, curvature, lr=group["lr"], lambd=group["lambd"])
+
+
+KERNELS = _fused.Kernels(
+    name="sgd",
+    memory_key="momentum_buffer",
+    second_moment_key=None,
+    scalar_keys=frozenset({"beta", "prev_lr"}),
+    hyper=lambda group: {
+        "lr": group["lr"],
+        "cap": group["beta_max"],
+        "weight_decay": group["weight_decay"],
+        "lambd": group["lambd"],
+        "nesterov": float(group["nesterov"]),
+    },
+    dots=3,
+    terms_from_dots=_kernel_terms,
+)
+"""AM-SGD's fused kernels: the gap ``prev_lr <g, d>``, ``<d-g, g+lambd d>``, ``||d-g||^2``."""
 
 
 class AMSGD(AMOptimizer):
@@ -102,6 +118,7 @@ class AMSGD(AMOptimizer):
         True
     """
 
+    kernels = KERNELS
     _statistic_keys = frozenset({"beta", "prev_lr"})
     _state_keys = frozenset({"momentum_buffer", "beta", "prev_lr"})
     _group_defaults = {
@@ -208,50 +225,53 @@ class AMSGD(AMOptimizer):
         lambd = group["lambd"]
         return (beta + lambd) / (1.0 + lambd)
 
-    def _prepare(self, group: dict[str, Any]) -> ParamBatch:
-        def init_state(state: dict[str, Any], param: Tensor) -> None:
-            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-            state["prev_lr"] = scalar_state(group["lr"], param)
-            state["beta"] = scalar_state(0.0, param)
+    def _init_state(self, state: dict[str, Any], param: Tensor, group: dict[str, Any]) -> None:
+        state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["prev_lr"] = scalar_state(group["lr"], param)
+        state["beta"] = scalar_state(0.0, param)
 
-        batch = self._collect(group, init_state)
-        # The kernels add weight_decay * x to the gradient themselves, in both passes.
-        batch.scratch["fused"] = _fused.plan(batch, KERNELS, self._kernel_layouts)
-        batch.scratch["foreach"] = use_foreach(group, batch.params)
-        if group["weight_decay"] != 0 and len(batch) and batch.scratch["fused"] is None:
-            params = ops.in_dtype(batch.params, [g.dtype for g in batch.grads])
-            batch.grads = torch._foreach_add(batch.grads, params, alpha=group["weight_decay"])
-        return batch
+    def _torch_step(self, batch: ParamBatch, foreach: bool) -> _TorchStep:
+        return _TorchStep(batch, foreach)
 
-    def _block_sums(self, batch: ParamBatch) -> tuple[Tensor, Tensor] | None:
-        if batch.scratch["fused"] is not None:
-            return batch.scratch["fused"].block_sums()
+
+class _TorchStep:
+    """AM-SGD's step on torch ops: the multi-tensor path (``foreach``) or the reference."""
+
+    def __init__(self, batch: ParamBatch, foreach: bool) -> None:
+        self.batch = batch
+        self.foreach = foreach
+        self.grads = batch.compute_grads()
+        weight_decay = batch.group["weight_decay"]
+        if weight_decay != 0:  # coupled L2: the model is built for the regularised loss
+            params = ops.in_dtype(batch.params, [g.dtype for g in self.grads])
+            self.grads = torch._foreach_add(self.grads, params, alpha=weight_decay)
+
+    def block_sums(self) -> tuple[Tensor, Tensor] | None:
+        batch = self.batch
         if len(batch) == batch.first_steps:
             return None
         seen = slice(batch.first_steps, None)
         return amsgd_block_sums(
-            batch.grads[seen],
+            self.grads[seen],
             batch.state_list("momentum_buffer", batch.first_steps),
             batch.state_list("prev_lr", batch.first_steps),
             lr=batch.group["lr"],
             lambd=batch.group["lambd"],
-            foreach=batch.scratch["foreach"],
+            foreach=self.foreach,
         )
 
-    def _apply(self, batch: ParamBatch, betas: Tensor | None) -> None:
-        if batch.scratch["fused"] is not None:
-            batch.scratch["fused"].apply(betas)
-            return
+    def apply(self, betas: Tensor | None) -> None:
+        batch = self.batch
         amsgd_update(
             batch.params,
-            batch.grads,
+            self.grads,
             batch.state_list("momentum_buffer"),
             betas,
             first_steps=batch.first_steps,
             lr=batch.group["lr"],
             lambd=batch.group["lambd"],
             nesterov=batch.group["nesterov"],
-            foreach=batch.scratch["foreach"],
+            foreach=self.foreach,
         )
         if betas is not None:
             torch._foreach_copy_(batch.state_list("beta", batch.first_steps), list(betas.unbind()))
@@ -323,29 +343,6 @@ def amsgd_terms_from_dots(
     return gap - scale * pull, scale * curvature
 
 
-def _kernel_terms(dots: Tensor, group: dict[str, Any]) -> tuple[Tensor, Tensor]:
-    gap, pull, curvature = dots
-    return amsgd_terms_from_dots(gap, pull, curvature, lr=group["lr"], lambd=group["lambd"])
-
-
-KERNELS = _fused.Kernels(
-    name="sgd",
-    memory_key="momentum_buffer",
-    second_moment_key=None,
-    scalar_keys=frozenset({"beta", "prev_lr"}),
-    hyper=lambda group: {
-        "lr": group["lr"],
-        "cap": group["beta_max"],
-        "weight_decay": group["weight_decay"],
-        "lambd": group["lambd"],
-        "nesterov": float(group["nesterov"]),
-    },
-    dots=3,
-    terms_from_dots=_kernel_terms,
-)
-"""AM-SGD's fused kernels: the gap ``prev_lr <g, d>``, ``<d-g, g+lambd d>``, ``||d-g||^2``."""
-
-
 def amsgd_tensor_step(
     param: Tensor,
     grad: Tensor,
@@ -393,7 +390,10 @@ def amsgd_update(
                 new_x, new_memory = amsgd_tensor_step(
                     x, grad, buffer.to(grad.dtype), beta, lr=lr, lambd=lambd, nesterov=nesterov
                 )
-            ops.write_back([buffer, param], [new_memory, new_x])
+            # Two writes: under torch.compile one copy into both let the parameter's
+            # new value read the memory already overwritten.
+            ops.write_back([buffer], [new_memory])
+            ops.write_back([param], [new_x])
         return
     weights = None if betas is None else list(((1 - betas) / (1 + lambd)).unbind())
     for bucket in ops.buckets(grads):

@@ -24,10 +24,14 @@ ALWAYS_INLINE T NAME(lambd_p)(T lambd, T p) { return lambd != 0 ? lambd * p : (T
 
 /* ---------------------------------------------------------------------------- AM-SGD */
 
-/* The gradient AM-SGD sees: g + weight_decay * x (coupled L2, AMSGD._prepare). */
-ALWAYS_INLINE T NAME(sgd_grad)(const T *g, const T *x, int64_t i, T weight_decay, int decay)
+/*
+ * The gradient the algorithm sees: the stored one times sign (-1 for maximize, exact), plus
+ * weight_decay * x for AM-SGD's coupled L2 (ParamBatch.compute_grads, AMSGD's torch step).
+ */
+ALWAYS_INLINE T NAME(sgd_grad)(const T *g, const T *x, int64_t i, T sign, T weight_decay,
+                               int decay)
 {
-    return decay ? g[i] + weight_decay * x[i] : g[i];
+    return decay ? sign * g[i] + weight_decay * x[i] : sign * g[i];
 }
 
 /* amsgd_block_sums: <g, d>, <d - g, g + lambd d>, <d - g, d - g>. */
@@ -38,12 +42,13 @@ ALWAYS_INLINE void NAME(sgd_sums_body)(const int64_t *record, const double *hype
     const T *restrict g = pointer(record[R_G]);
     const T *restrict d = pointer(record[R_D]);
     const T lambd = (T)hyper[H_LAMBD], weight_decay = (T)hyper[H_WEIGHT_DECAY];
+    const T sign = (T)hyper[H_GRAD_SIGN];
     for (int64_t block = start; block < stop; block += BLOCK) {
         const int64_t end = block + BLOCK < stop ? block + BLOCK : stop;
         T memory_dot = 0, pull = 0, curvature = 0;
 #pragma omp simd reduction(+ : memory_dot, pull, curvature)
         for (int64_t i = block; i < end; ++i) {
-            const T grad = NAME(sgd_grad)(g, x, i, weight_decay, decay);
+            const T grad = NAME(sgd_grad)(g, x, i, sign, weight_decay, decay);
             const T difference = d[i] - grad;
             memory_dot += grad * d[i];
             pull += difference * (grad + lambd * d[i]);
@@ -78,10 +83,11 @@ ALWAYS_INLINE void NAME(sgd_update_body)(const int64_t *record, const double *hy
     const T *restrict g = pointer(record[R_G]);
     T *restrict d = pointer(record[R_D]);
     const T lr = (T)hyper[H_LR], weight_decay = (T)hyper[H_WEIGHT_DECAY];
+    const T sign = (T)hyper[H_GRAD_SIGN];
     const T weight = (T)constants[K_ONE_MINUS_BETA];
 #pragma omp simd
     for (int64_t i = start; i < stop; ++i) {
-        const T grad = NAME(sgd_grad)(g, x, i, weight_decay, decay);
+        const T grad = NAME(sgd_grad)(g, x, i, sign, weight_decay, decay);
         const T memory = NAME(lerp)(d[i], grad, weight);
         d[i] = memory;
         x[i] = x[i] - lr * (nesterov ? NAME(lerp)(memory, grad, weight) : memory);
@@ -115,10 +121,11 @@ static void NAME(sgd_first_chunk)(const int64_t *record, const double *hyper,
     const T *restrict g = pointer(record[R_G]);
     T *restrict d = pointer(record[R_D]);
     const T lr = (T)hyper[H_LR], weight_decay = (T)hyper[H_WEIGHT_DECAY];
+    const T sign = (T)hyper[H_GRAD_SIGN];
     const int decay = hyper[H_WEIGHT_DECAY] != 0.0;
 #pragma omp simd
     for (int64_t i = start; i < stop; ++i) {
-        const T grad = NAME(sgd_grad)(g, x, i, weight_decay, decay);
+        const T grad = NAME(sgd_grad)(g, x, i, sign, weight_decay, decay);
         d[i] = grad;
         x[i] = x[i] - lr * grad;
     }
@@ -190,6 +197,7 @@ ALWAYS_INLINE void NAME(adamw_sums_body)(const int64_t *record, const double *hy
     const T *restrict d = pointer(record[R_D]);
     T *restrict v = pointer(record[R_V]);
     const T beta2 = (T)hyper[H_BETA2], one_minus_beta2 = (T)(1 - hyper[H_BETA2]);
+    const T sign = (T)hyper[H_GRAD_SIGN];
     const T eps = (T)hyper[H_EPS], lambd = (T)hyper[H_LAMBD], mu = (T)hyper[H_WEIGHT_DECAY];
     const T bc1 = (T)constants[K_BC1], inv_bc2 = (T)constants[K_INV_BC2];
     const T prev_bc1 = (T)constants[K_PREV_BC1], inv_prev_bc2 = (T)constants[K_INV_PREV_BC2];
@@ -198,7 +206,7 @@ ALWAYS_INLINE void NAME(adamw_sums_body)(const int64_t *record, const double *hy
         T gap = 0, weight_decay = 0, pull = 0, curvature = 0;
 #pragma omp simd reduction(+ : gap, weight_decay, pull, curvature)
         for (int64_t i = block; i < end; ++i) {
-            const T grad = g[i], memory = d[i], old_v = v[i];
+            const T grad = sign * g[i], memory = d[i], old_v = v[i];
             const T new_v = beta2 * old_v + one_minus_beta2 * grad * grad;
             v[i] = new_v;
             const T p = NAME(preconditioner)(new_v, bc1, inv_bc2, eps);
@@ -252,13 +260,14 @@ ALWAYS_INLINE void NAME(adamw_update_body)(const int64_t *record, const double *
     T *restrict d = pointer(record[R_D]);
     T *restrict v = pointer(record[R_V]);
     const T beta2 = (T)hyper[H_BETA2], one_minus_beta2 = (T)(1 - hyper[H_BETA2]);
+    const T sign = (T)hyper[H_GRAD_SIGN];
     const T eps = (T)hyper[H_EPS], lambd = (T)hyper[H_LAMBD], lr = (T)hyper[H_LR];
     const T decay_factor = (T)(1 - hyper[H_WEIGHT_DECAY] * hyper[H_LR]);
     const T bc1 = (T)constants[K_BC1], inv_bc2 = (T)constants[K_INV_BC2];
     const T one_minus_beta = (T)constants[K_ONE_MINUS_BETA];
 #pragma omp simd
     for (int64_t i = start; i < stop; ++i) {
-        const T grad = g[i];
+        const T grad = sign * g[i];
         T second_moment = v[i];
         if (advance) {
             second_moment = beta2 * second_moment + one_minus_beta2 * grad * grad;
