@@ -54,6 +54,20 @@ def test_families_hold_the_issue_grid():
     assert amadamw.param_groups[0]["betas"] == (0.89, 0.999)  # AM keeps its defaults
 
 
+@pytest.mark.parametrize("family", ["sgd", "adam"])
+def test_every_family_method_is_found_by_its_name(family):
+    for listed in family_methods(family):
+        assert method(listed.name) == listed
+        assert method(f"{listed.name}+warmup").kind is listed.kind
+
+
+def test_unknown_methods_and_families_are_errors():
+    with pytest.raises(ValueError, match="unknown method"):
+        method("amsgd")  # a prefix without its argument
+    with pytest.raises(ValueError, match="unknown family"):
+        family_methods("lion")
+
+
 def test_store_rejects_a_corrupt_record_before_the_last_line(tmp_path):
     path = tmp_path / "results.jsonl"
     path.write_text('{"key": "a"}\n{"key": \n{"key": "c"}\n')
