@@ -22,7 +22,6 @@ from helpers import (
     trajectory,
 )
 
-import adamem
 from adamem import _fused, _jit
 
 pytestmark = pytest.mark.skipif(_jit.library() is None, reason="no C compiler for the kernels")
@@ -230,9 +229,10 @@ def test_fused_true_warns_once_for_tensors_it_cannot_take(case, monkeypatch, fus
     assert_reference_result(case, params, 4)
 
 
-def test_non_contiguous_parameter_takes_the_torch_path(fused_calls):
+@parametrize_cases(BASE_CASES)
+def test_non_contiguous_parameter_takes_the_torch_path(case, fused_calls):
     param = torch.nn.Parameter(torch.randn(6, 4, dtype=torch.float64).t())
-    opt = adamem.AMAdamW([param], lr=0.01)
+    opt = case.make([param], lr=0.01)
     param.grad = torch.ones_like(param)
     opt.step()
     assert not fused_calls

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from helpers import (
+    BASE_CASES,
     CASES,
     REFERENCE,
     SCOPES,
@@ -14,8 +15,6 @@ from helpers import (
     trajectory,
     two_groups,
 )
-
-import adamem
 
 
 @pytest.mark.parametrize("maximize", [False, True])
@@ -61,18 +60,20 @@ def test_blocks_share_one_beta(case, scope):
             assert len(set(betas[:3])) == 1 and len(set(betas[3:])) == 1, betas
 
 
-def test_group_scope_equals_global_scope_for_a_single_group():
+@parametrize_cases(BASE_CASES)
+def test_group_scope_equals_global_scope_for_a_single_group(case):
     results = []
     for scope in ("group", "global"):
         params = make_params()
-        opt = adamem.AMAdamW(params, lr=0.03, scope=scope)
+        opt = case.make(params, scope=scope)
         run(opt, params, steps=8)
         results.append(state_tensors(opt, params))
     for key, value in results[0].items():
         torch.testing.assert_close(results[1][key], value, rtol=0, atol=0, msg=key)
 
 
-def test_global_block_sums_over_groups():
+@parametrize_cases(BASE_CASES)
+def test_global_block_sums_over_groups(case):
     """Global beta is select(sum a, sum b): recompute it from two per-tensor-scope optimizers'
     sums by hand would duplicate the code, so check the defining property instead: splitting
     the same tensors into groups with equal hyperparameters changes nothing."""
@@ -80,7 +81,7 @@ def test_global_block_sums_over_groups():
     for split in (False, True):
         params = make_params()
         groups = [{"params": params[:2]}, {"params": params[2:]}] if split else params
-        opt = adamem.AMSGD(groups, lr=0.05, scope="global")
+        opt = case.make(groups, scope="global")
         run(opt, params, steps=8)
         results.append(state_tensors(opt, params))
     for key, value in results[0].items():

@@ -178,10 +178,11 @@ def test_triton_tensor_lr_equals_float_lr(case, kernels):
     assert_equal_states(results[1], results[0], rtol=0, atol=0)
 
 
-def test_triton_group_with_mixed_dtypes_takes_the_torch_path(kernels, monkeypatch):
+@parametrize_cases(BASE_CASES)
+def test_triton_group_with_mixed_dtypes_takes_the_torch_path(case, kernels, monkeypatch):
     monkeypatch.setattr(_jit, "_warned", set())
     params = device_params(torch.float32)[:2] + device_params(torch.bfloat16)[2:]
-    opt = adamem.AMAdamW(params, fused=True)
+    opt = case.make(params, fused=True)
     quadratic_grads(params, 0)
     with pytest.warns(RuntimeWarning, match="one dtype per kind"):
         opt.step()
