@@ -152,8 +152,9 @@ class OptimizerCase:
         return self.options.get("weight_decay", default)
 
 
-# Every configuration; a class's first case runs its defaults (see BASE_CASES). Adding a variant
-# or a class is one entry here (and one Family for a new class).
+# Every configuration; a class's first case runs its defaults (see BASE_CASES). A variant (say
+# AMSGD with nesterov=True) is one entry here; a new class is one Family and its entries here
+# (tests/test_registry.py fails while an exported AM optimizer has none).
 CASES = [
     OptimizerCase("amsgd", AMSGD_FAMILY),
     OptimizerCase("amsgd_wd", AMSGD_FAMILY, {"weight_decay": 0.1}),
