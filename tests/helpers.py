@@ -205,6 +205,7 @@ def assert_equal_states(actual, expected, **tolerance):
 # same trajectory: two groups, every scope, maximize, lr changes (one of them to 0) and a
 # parameter without a gradient every few steps.
 REFERENCE = dict(foreach=False, fused=False)
+FUSED = dict(fused=True)  # the C kernels for CPU tensors, the Triton kernels for CUDA ones
 SCOPES = ("tensor", "group", "global")
 LRS = [0.05, 0.05, 0.02, 0.0, 0.08, 0.05]
 

@@ -10,6 +10,7 @@ from helpers import (
     BASE_CASES,
     CASES,
     COMPLEX_CASES,
+    FUSED,
     LRS,
     REFERENCE,
     SCOPES,
@@ -28,7 +29,6 @@ pytestmark = pytest.mark.skipif(_jit.library() is None, reason="no C compiler fo
 
 # Enough elements for several kernel chunks on several threads.
 LARGE_SHAPES = [(260, 260), (7,), (20000,), (3,)]
-FUSED = dict(fused=True)
 
 
 @pytest.fixture
@@ -115,21 +115,20 @@ def test_fused_complex_parameter_is_its_real_view(case, fused_calls):
 
 @parametrize_cases(BASE_CASES)
 def test_fused_resumes_bit_exactly_and_reads_reference_checkpoints(case):
-    factory = case.make
     params = make_params(torch.float32)
-    uninterrupted = factory(params, fused=True)
+    uninterrupted = case.make(params, fused=True)
     run(uninterrupted, params, steps=8, lrs=LRS, skip_every=3)
 
     for first_half_fused in (True, False):
         first_half = make_params(torch.float32)
-        opt = factory(first_half, fused=first_half_fused)
+        opt = case.make(first_half, fused=first_half_fused)
         run(opt, first_half, steps=4, lrs=LRS, skip_every=3)
         buffer = io.BytesIO()
         torch.save({"params": [p.detach() for p in first_half], "opt": opt.state_dict()}, buffer)
         buffer.seek(0)
         checkpoint = torch.load(buffer, weights_only=True)
         resumed = [torch.nn.Parameter(p.clone()) for p in checkpoint["params"]]
-        opt = factory(resumed, fused=True)
+        opt = case.make(resumed, fused=True)
         opt.load_state_dict(checkpoint["opt"])
         for step in range(4, 8):
             quadratic_grads(resumed, step, skip_every=3)

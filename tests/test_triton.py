@@ -17,6 +17,7 @@ import torch
 from helpers import (
     BASE_CASES,
     CASES,
+    FUSED,
     REFERENCE,
     SCOPES,
     WEIGHT_DECAY_CASES,
@@ -41,7 +42,6 @@ DEVICE = torch.device("cuda" if CUDA else "cpu")
 # Several chunks per tensor at the test chunk size, and several reduction rounds for the first.
 SHAPES = [(20, 15), (3,), (2, 2, 2), (1,), (70,)]
 STEPS = 7  # past a skipped gradient (every third step) and an lr of 0
-FUSED = dict(fused=True)
 
 
 @pytest.fixture(scope="module")
@@ -140,11 +140,10 @@ def test_triton_low_precision_parameters_match_reference(case, dtype, kernels):
 
 @parametrize_cases(BASE_CASES)
 def test_triton_resumes_bit_exactly(case, kernels):
-    factory = case.make
     params = device_params(torch.float32)
-    uninterrupted = factory(params, fused=True)
+    uninterrupted = case.make(params, fused=True)
     first_half = device_params(torch.float32)
-    opt = factory(first_half, fused=True)
+    opt = case.make(first_half, fused=True)
     for step in range(4):
         for tensors, optimizer in ((params, uninterrupted), (first_half, opt)):
             quadratic_grads(tensors, step)
@@ -154,7 +153,7 @@ def test_triton_resumes_bit_exactly(case, kernels):
     buffer.seek(0)
     checkpoint = torch.load(buffer, weights_only=True)
     resumed = [torch.nn.Parameter(p.clone()) for p in checkpoint["params"]]
-    opt = factory(resumed, fused=True)
+    opt = case.make(resumed, fused=True)
     opt.load_state_dict(checkpoint["opt"])
     for step in range(4, 7):
         for tensors, optimizer in ((params, uninterrupted), (resumed, opt)):
