@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from helpers import WEIGHT_DECAY_CASES, cases
 from torch import nn
 
 import adamem
@@ -23,7 +24,12 @@ import adamem
 STEPS = 6
 RESUME_AT = 3
 SCOPES = ("tensor", "group", "global")
-OPTIMIZERS = ("AMSGD", "AMAdamW")
+# Each optimizer class once, with weight decay; results are keyed by the case's name.
+OPTIMIZERS = {case.name: case for case in WEIGHT_DECAY_CASES}
+# Options that change only how a step is applied (Nesterov) run the FSDP comparison too.
+FSDP_OPTIMIZERS = OPTIMIZERS | {
+    case.name: case for case in cases(lambda case: case.options.get("nesterov", False))
+}
 
 
 class Net(nn.Module):
@@ -55,9 +61,7 @@ def make_optimizer(
     name: str, model: nn.Module | None, scope: str, foreach: bool | None = None, groups=None
 ):
     groups = param_groups(model) if groups is None else groups
-    if name == "AMSGD":
-        return adamem.AMSGD(groups, lr=0.05, scope=scope, weight_decay=0.01, foreach=foreach)
-    return adamem.AMAdamW(groups, lr=0.01, scope=scope, foreach=foreach)
+    return FSDP_OPTIMIZERS[name].make(groups, scope=scope, foreach=foreach)
 
 
 def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,8 +210,8 @@ def case_fsdp(rank: int, mesh, results: dict, out_dir: Path) -> None:
     )
     from torch.distributed.tensor import DTensor
 
-    runs = [(name, scope, None) for name in OPTIMIZERS for scope in SCOPES]
-    runs += [(name, "tensor", True) for name in OPTIMIZERS]  # the multi-tensor path
+    runs = [(name, scope, None) for name in FSDP_OPTIMIZERS for scope in SCOPES]
+    runs += [(name, "tensor", True) for name in FSDP_OPTIMIZERS]  # the multi-tensor path
     for name, scope, foreach in runs:
         key = f"fsdp{'-foreach' if foreach else ''}/{name}/{scope}"
         model = fsdp_model(mesh)
@@ -268,10 +272,11 @@ def case_fsdp(rank: int, mesh, results: dict, out_dir: Path) -> None:
     original = core.all_reduce_block_sums
     core.all_reduce_block_sums = lambda sums, shardings: list(sums)
     try:
-        model = fsdp_model(mesh)
-        optimizer = make_optimizer("AMAdamW", model, "tensor")
-        train(model, optimizer, rank, 0, STEPS)
-        results["naive/AMAdamW/tensor"] = {"params": full_params(model)}
+        for name in OPTIMIZERS:
+            model = fsdp_model(mesh)
+            optimizer = make_optimizer(name, model, "tensor")
+            train(model, optimizer, rank, 0, STEPS)
+            results[f"naive/{name}/tensor"] = {"params": full_params(model)}
     finally:
         core.all_reduce_block_sums = original
 
@@ -350,12 +355,12 @@ def case_zero(rank: int, world_size: int, results: dict) -> None:
                 "params": full_params(model),
                 "counts": counter.counts(),
             }
-    try:
-        optimizer = make_optimizer("AMSGD", build_model(), "tensor")
-        optimizer.set_flat_partition_group(dist.group.WORLD)
-        results["zero/tensor-scope"] = "no error"
-    except ValueError as error:
-        results["zero/tensor-scope"] = str(error)
+        try:
+            optimizer = make_optimizer(name, build_model(), "tensor")
+            optimizer.set_flat_partition_group(dist.group.WORLD)
+            results[f"zero/{name}/tensor-scope"] = "no error"
+        except ValueError as error:
+            results[f"zero/{name}/tensor-scope"] = str(error)
 
 
 TP_SHAPES = [(4, 6), (3, 4), (3,), (1,)]
@@ -379,9 +384,7 @@ def tp_grads(params: list[torch.Tensor], step: int) -> list[torch.Tensor]:
 
 def make_tp_optimizer(name: str, params: list[torch.Tensor], scope: str):
     groups = [{"params": params[:2]}, {"params": params[2:], "lr": 0.02}]
-    if name == "AMSGD":
-        return adamem.AMSGD(groups, lr=0.05, scope=scope)
-    return adamem.AMAdamW(groups, lr=0.01, scope=scope, weight_decay=0.1)
+    return OPTIMIZERS[name].make(groups, scope=scope)
 
 
 def tp_reference(name: str, scope: str, partial_bias: bool = False) -> list[torch.Tensor]:

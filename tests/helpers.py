@@ -1,9 +1,18 @@
-"""Shared test data: the spec's vectors and float64 helpers."""
+"""Shared test data and helpers: the spec's vectors, the optimizer registry (every test draws its
+optimizers from :data:`CASES`), float64 problems and the path-equality trajectory."""
 
+from __future__ import annotations
+
+import inspect
 import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import pytest
 import torch
+from torch import Tensor
 
 import adamem
 
@@ -23,10 +32,15 @@ def t64(values) -> torch.Tensor:
 SHAPES = [(4, 3), (3,), (2, 2, 2), (1,), (5,)]
 
 
-def make_params(dtype=torch.float64, seed: int = 0, shapes=SHAPES) -> list[torch.nn.Parameter]:
+def make_params(
+    dtype=torch.float64, seed: int = 0, shapes=SHAPES, device: torch.device | str = "cpu"
+) -> list[torch.nn.Parameter]:
+    """The same values on every device: drawn in float64 on the CPU, rounded, then moved."""
     generator = torch.Generator().manual_seed(seed)
     return [
-        torch.nn.Parameter(torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype))
+        torch.nn.Parameter(
+            torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype).to(device)
+        )
         for shape in shapes
     ]
 
@@ -74,18 +88,109 @@ def assert_finite(optimizer, params, second_moment_may_overflow=False):
                 assert torch.isfinite(value).all(), key
 
 
-# Optimizer configurations that the path-equality tests (fused C, Triton) run through.
-OPTIMIZERS = {
-    "amsgd": lambda groups, **kw: adamem.AMSGD(groups, **{"lr": 0.05, **kw}),
-    "amsgd_wd": lambda groups, **kw: adamem.AMSGD(groups, lr=0.05, weight_decay=0.1, **kw),
-    "amadamw": lambda groups, **kw: adamem.AMAdamW(groups, **{"lr": 0.03, **kw}),
-    "amadamw_compat": lambda groups, **kw: adamem.AMAdamW(
-        groups, lr=0.03, gap_estimate="compat", **kw
-    ),
-    "amadamw_no_decay": lambda groups, **kw: adamem.AMAdamW(
-        groups, lr=0.03, weight_decay=0.0, lambd=0.0, **kw
-    ),
-}
+# ------------------------------------------------------------------------- optimizer registry
+@dataclass(frozen=True)
+class Family:
+    """What the tests know of one optimizer class, stated from the spec (not read from its code).
+
+    ``lr`` is the learning rate its cases run with unless a test passes another.
+    """
+
+    cls: type[torch.optim.Optimizer]
+    lr: float
+    momentum_key: str  # the state tensor holding the momentum d
+    beta_cap: float  # the default cap on the solved beta
+    cap_options: Callable[[float], dict[str, Any]]  # constructor options that set the cap
+    effective_momentum: Callable[[Tensor, float], Tensor]  # of solved betas, for a lambd
+    second_moment_key: str | None = None  # the state tensor of a second moment, if any
+    complex_params: bool = True  # optimises a complex parameter as its real view
+
+
+AMSGD_FAMILY = Family(
+    adamem.AMSGD,
+    lr=0.05,
+    momentum_key="momentum_buffer",
+    beta_cap=0.9,
+    cap_options=lambda cap: {"beta_max": cap},
+    effective_momentum=lambda beta, lambd: (beta + lambd) / (1 + lambd),
+)
+AMADAMW_FAMILY = Family(
+    adamem.AMAdamW,
+    lr=0.03,
+    momentum_key="exp_avg",
+    beta_cap=0.89,
+    cap_options=lambda cap: {"betas": (cap, 0.999)},
+    effective_momentum=lambda beta, lambd: beta,
+    second_moment_key="exp_avg_sq",
+)
+
+
+@dataclass(frozen=True)
+class OptimizerCase:
+    """One optimizer configuration: its family's class with ``options`` on top of its defaults."""
+
+    name: str
+    family: Family
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def cls(self) -> type[torch.optim.Optimizer]:
+        return self.family.cls
+
+    def make(self, params, **overrides) -> torch.optim.Optimizer:
+        """The optimizer over ``params``; ``overrides`` (``lr``, ``scope``, ...) win."""
+        return self.cls(params, **{"lr": self.family.lr, **self.options, **overrides})
+
+    def accepts(self, option: str) -> bool:
+        """Whether the class takes the constructor option ``option``."""
+        return option in inspect.signature(self.cls).parameters
+
+    @property
+    def weight_decay(self) -> float:
+        """The weight decay it runs with: its option, else the class default."""
+        default = inspect.signature(self.cls).parameters["weight_decay"].default
+        return self.options.get("weight_decay", default)
+
+
+# Every configuration; a class's first case runs its defaults (see BASE_CASES). A variant (say
+# AMSGD with nesterov=True) is one entry here; a new class is one Family and its entries here
+# (tests/test_registry.py fails while an exported AM optimizer has none).
+CASES = [
+    OptimizerCase("amsgd", AMSGD_FAMILY),
+    OptimizerCase("amsgd_wd", AMSGD_FAMILY, {"weight_decay": 0.1}),
+    OptimizerCase("amadamw", AMADAMW_FAMILY),
+    OptimizerCase("amadamw_compat", AMADAMW_FAMILY, {"gap_estimate": "compat"}),
+    OptimizerCase("amadamw_lam0", AMADAMW_FAMILY, {"lambd": 0.0}),
+    OptimizerCase("amadamw_no_decay", AMADAMW_FAMILY, {"weight_decay": 0.0, "lambd": 0.0}),
+    OptimizerCase("amsgd_nesterov", AMSGD_FAMILY, {"nesterov": True, "weight_decay": 0.1}),
+    OptimizerCase("amadamw_nesterov", AMADAMW_FAMILY, {"nesterov": True}),
+]
+
+
+def cases(
+    where: Callable[[OptimizerCase], bool] = lambda case: True, *, one_per_class: bool = False
+) -> list[OptimizerCase]:
+    """The cases of :data:`CASES` that ``where`` holds for, in order; with ``one_per_class``
+    only the first of each class."""
+    chosen = [case for case in CASES if where(case)]
+    if one_per_class:
+        classes = [case.cls for case in chosen]
+        chosen = [case for index, case in enumerate(chosen) if case.cls not in classes[:index]]
+    return chosen
+
+
+# Each class once, with its defaults: for tests of behaviour that no option changes.
+BASE_CASES = cases(one_per_class=True)
+# Each class once, with weight decay on.
+WEIGHT_DECAY_CASES = cases(lambda case: case.weight_decay > 0, one_per_class=True)
+# Each class that takes complex parameters once.
+COMPLEX_CASES = cases(lambda case: case.family.complex_params, one_per_class=True)
+
+
+def parametrize_cases(selected: list[OptimizerCase]):
+    """``@parametrize_cases(BASE_CASES)``: the test's ``case`` argument runs over ``selected``,
+    each test named by its case."""
+    return pytest.mark.parametrize("case", selected, ids=[case.name for case in selected])
 
 
 def assert_equal_states(actual, expected, **tolerance):
@@ -95,3 +200,42 @@ def assert_equal_states(actual, expected, **tolerance):
         assert actual[key].dtype == expected[key].dtype, key
         assert actual[key].device == expected[key].device, key
         torch.testing.assert_close(actual[key], expected[key], **tolerance, msg=key)
+
+
+# ---------------------------------------------------------------------------- path equality
+# Every path (foreach, fused C, Triton) is compared with the single-tensor reference path on the
+# same trajectory: two groups, every scope, maximize, lr changes (one of them to 0) and a
+# parameter without a gradient every few steps.
+REFERENCE = dict(foreach=False, fused=False)
+FUSED = dict(fused=True)  # the C kernels for CPU tensors, the Triton kernels for CUDA ones
+SCOPES = ("tensor", "group", "global")
+LRS = [0.05, 0.05, 0.02, 0.0, 0.08, 0.05]
+
+
+def two_groups(params, scope):
+    """Two groups, the second with its own lr, lambd and scope (scope global needs equal caps)."""
+    split = len(params) // 2 + 1
+    return [
+        {"params": params[:split]},
+        {"params": params[split:], "lr": 0.011, "lambd": 0.3, "scope": scope},
+    ]
+
+
+def trajectory(
+    case: OptimizerCase,
+    dtype=torch.float64,
+    *,
+    scope: str = "tensor",
+    shapes=SHAPES,
+    steps: int = 12,
+    skip_every: int = 4,
+    device: torch.device | str = "cpu",
+    **path,
+) -> dict[str, Tensor]:
+    """``state_tensors`` after ``steps`` steps of ``case`` on :func:`two_groups` with the lrs of
+    :data:`LRS`, the last parameter without a gradient every ``skip_every``-th step; ``path``
+    (``foreach``, ``fused``; :data:`REFERENCE`) and ``maximize`` go to the constructor."""
+    params = make_params(dtype, shapes=shapes, device=device)
+    optimizer = case.make(two_groups(params, scope), scope=scope, **path)
+    run(optimizer, params, steps=steps, lrs=LRS, skip_every=skip_every)
+    return state_tensors(optimizer, params)

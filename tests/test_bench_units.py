@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 import torch
 
+import adamem
 from adamem.bench.heavy_ball import HeavyBall
 from adamem.bench.methods import family_methods, method
 from adamem.bench.plan import plan
@@ -32,31 +33,73 @@ def test_torch_sgd_gets_the_ema_learning_rate_times_one_minus_momentum():
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = method("sgd-0.9").build([param], lr=2.0, weight_decay=0.0)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.2)
+    nesterov = method("sgd-nesterov-0.95").build([param], lr=2.0, weight_decay=0.0)
+    assert nesterov.param_groups[0]["lr"] == pytest.approx(0.1)
+    assert nesterov.param_groups[0]["nesterov"] is True
+
+
+def test_nesterov_methods_build_their_optimizers():
+    param = torch.nn.Parameter(torch.zeros(1))
+    am = method("amadamw-nesterov-tensor").build([param], lr=1e-3, weight_decay=0.01)
+    assert isinstance(am, adamem.AMAdamW) and am.param_groups[0]["nesterov"] is True
+    assert method("amsgd-nesterov-tensor").build([param], 0.1, 0.0).param_groups[0]["nesterov"]
+    nadam = method("nadamw-0.9").build([param], lr=1e-3, weight_decay=0.01)
+    assert isinstance(nadam, torch.optim.NAdam)
+    assert nadam.param_groups[0]["decoupled_weight_decay"] is True
+    assert nadam.param_groups[0]["betas"] == (0.9, 0.999)
 
 
 def test_families_hold_the_issue_grid():
     assert [m.name for m in family_methods("sgd")] == [
         "amsgd-tensor",
         "amsgd-global",
+        "amsgd-nesterov-tensor",
         "hb-0",
         "hb-0.5",
         "hb-0.9",
         "hb-0.95",
         "hb-0.99",
         "sgd-0.9",
+        "sgd-nesterov-0.5",
+        "sgd-nesterov-0.9",
+        "sgd-nesterov-0.95",
+        "sgd-nesterov-0.99",
     ]
     adam = family_methods("adam")
+    assert [m.name for m in adam if m.adaptive] == [
+        "amadamw-tensor",
+        "amadamw-global",
+        "amadamw-nesterov-tensor",
+    ]
     assert [m.name for m in adam if not m.adaptive] == [
         "adamw-0",
         "adamw-0.5",
         "adamw-0.9",
         "adamw-0.95",
         "adamw-0.99",
+        "nadamw-0.5",
+        "nadamw-0.9",
+        "nadamw-0.95",
+        "nadamw-0.99",
     ]
     param = torch.nn.Parameter(torch.zeros(1))
     amadamw = method("amadamw-global").build([param], lr=1e-3, weight_decay=0.01)
     assert amadamw.param_groups[0]["scope"] == "global"
     assert amadamw.param_groups[0]["betas"] == (0.89, 0.999)  # AM keeps its defaults
+
+
+@pytest.mark.parametrize("family", ["sgd", "adam"])
+def test_every_family_method_is_found_by_its_name(family):
+    for listed in family_methods(family):
+        assert method(listed.name) == listed
+        assert method(f"{listed.name}+warmup").kind is listed.kind
+
+
+def test_unknown_methods_and_families_are_errors():
+    with pytest.raises(ValueError, match="unknown method"):
+        method("amsgd")  # a prefix without its argument
+    with pytest.raises(ValueError, match="unknown family"):
+        family_methods("lion")
 
 
 def test_store_rejects_a_corrupt_record_before_the_last_line(tmp_path):

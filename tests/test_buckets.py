@@ -3,31 +3,22 @@ where the buckets end."""
 
 import pytest
 import torch
-from helpers import make_params, run, state_tensors
+from helpers import CASES, make_params, parametrize_cases, run, state_tensors
 
-import adamem
 from adamem import _tensor_ops
 
 SHAPES = [(4, 3), (3,), (2, 2, 2), (1,), (5,), (6, 2), (2,)]
-CONFIGURATIONS = {
-    "amsgd": lambda params, **kw: adamem.AMSGD(params, lr=0.05, **kw),
-    "amsgd_nesterov": lambda params, **kw: adamem.AMSGD(params, lr=0.05, nesterov=True, **kw),
-    "amadamw": lambda params, **kw: adamem.AMAdamW(params, lr=0.03, **kw),
-    "amadamw_nesterov_compat": lambda params, **kw: adamem.AMAdamW(
-        params, lr=0.03, nesterov=True, gap_estimate="compat", **kw
-    ),
-}
 
 
 @pytest.mark.parametrize("limit", [1, 7, 20])
-@pytest.mark.parametrize("name", CONFIGURATIONS)
-def test_foreach_in_small_buckets_equals_reference(name, limit, monkeypatch):
+@parametrize_cases(CASES)
+def test_foreach_in_small_buckets_equals_reference(case, limit, monkeypatch):
     results = {}
     for foreach in (False, True):
         if foreach:
             monkeypatch.setattr(_tensor_ops, "BUCKET_ELEMENTS", limit)
         params = make_params(shapes=SHAPES)
-        optimizer = CONFIGURATIONS[name](params, foreach=foreach)
+        optimizer = case.make(params, foreach=foreach)
         # Missing gradients every 3rd step: first steps and skipped tensors inside buckets.
         run(optimizer, params, steps=8, lrs=[0.05, 0.02, 0.0, 0.04], skip_every=3)
         results[foreach] = state_tensors(optimizer, params)

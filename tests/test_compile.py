@@ -2,21 +2,15 @@
 
 import pytest
 import torch
+from helpers import BASE_CASES, parametrize_cases
 from torch._dynamo.utils import counters
 
-import adamem
 
-FACTORIES = {
-    "amsgd": lambda params, lr: adamem.AMSGD(params, lr=lr, scope="global"),
-    "amadamw": lambda params, lr: adamem.AMAdamW(params, lr=lr),
-}
-
-
-def train(name, compiled: bool, steps: int = 6):
+def train(case, scope, compiled: bool, steps: int = 6):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
     lr = torch.tensor(0.05)
-    optimizer = FACTORIES[name](model.parameters(), lr)
+    optimizer = case.make(model.parameters(), lr=lr, scope=scope)
 
     def step():
         optimizer.step()
@@ -32,13 +26,14 @@ def train(name, compiled: bool, steps: int = 6):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", FACTORIES)
-def test_step_compiles_without_graph_breaks_or_recompiles(name):
+@pytest.mark.parametrize("scope", ["tensor", "global"])
+@parametrize_cases(BASE_CASES)
+def test_step_compiles_without_graph_breaks_or_recompiles(case, scope):
     torch._dynamo.reset()
     counters.clear()
-    compiled = train(name, compiled=True)
+    compiled = train(case, scope, compiled=True)
     assert not counters["graph_break"]
     # One graph for the first step (state is created there), one for every later step.
     assert counters["stats"]["unique_graphs"] == 2
-    for a, b in zip(compiled, train(name, compiled=False)):
+    for a, b in zip(compiled, train(case, scope, compiled=False)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

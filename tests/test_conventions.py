@@ -2,27 +2,26 @@
 
 import pytest
 import torch
-from helpers import make_params, quadratic_grads, run, state_tensors
+from helpers import (
+    BASE_CASES,
+    COMPLEX_CASES,
+    make_params,
+    parametrize_cases,
+    quadratic_grads,
+    run,
+    state_tensors,
+)
 
-import adamem
 
-FACTORIES = {
-    "amsgd": lambda params, **kw: adamem.AMSGD(params, **{"lr": 0.05, **kw}),
-    "amadamw": lambda params, **kw: adamem.AMAdamW(params, **{"lr": 0.03, **kw}),
-}
-
-
-@pytest.mark.parametrize("name", FACTORIES)
-def test_groups_behave_like_separate_optimizers(name):
+@parametrize_cases(BASE_CASES)
+def test_groups_behave_like_separate_optimizers(case):
     params = make_params()
-    together = FACTORIES[name](
-        [{"params": params[:2]}, {"params": params[2:], "lr": 0.01, "lambd": 0.5}]
-    )
+    together = case.make([{"params": params[:2]}, {"params": params[2:], "lr": 0.01, "lambd": 0.5}])
     run(together, params, steps=6)
 
     apart = make_params()
-    first = FACTORIES[name](apart[:2])
-    second = FACTORIES[name](apart[2:], lr=0.01, lambd=0.5)
+    first = case.make(apart[:2])
+    second = case.make(apart[2:], lr=0.01, lambd=0.5)
     for step in range(6):
         quadratic_grads(apart, step)
         first.step()
@@ -31,8 +30,8 @@ def test_groups_behave_like_separate_optimizers(name):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("name", FACTORIES)
-def test_tensor_lr_equals_float_lr(name):
+@parametrize_cases(BASE_CASES)
+def test_tensor_lr_equals_float_lr(case):
     results = []
     for lr in (
         0.02,
@@ -40,7 +39,7 @@ def test_tensor_lr_equals_float_lr(name):
         torch.tensor([0.02], dtype=torch.float64),
     ):
         params = make_params()
-        opt = FACTORIES[name](params, lr=lr)
+        opt = case.make(params, lr=lr)
         run(opt, params, steps=5)
         results.append(state_tensors(opt, params))
     for other in results[1:]:
@@ -49,11 +48,11 @@ def test_tensor_lr_equals_float_lr(name):
 
 
 @pytest.mark.parametrize("foreach", [False, True])
-@pytest.mark.parametrize("name", FACTORIES)
-def test_maximize_equals_minimising_the_negation_and_keeps_grad(name, foreach):
+@parametrize_cases(BASE_CASES)
+def test_maximize_equals_minimising_the_negation_and_keeps_grad(case, foreach):
     maximised, minimised = make_params(), make_params()
-    opt_max = FACTORIES[name](maximised, maximize=True, foreach=foreach)
-    opt_min = FACTORIES[name](minimised, foreach=foreach)
+    opt_max = case.make(maximised, maximize=True, foreach=foreach)
+    opt_min = case.make(minimised, foreach=foreach)
     for step in range(5):
         quadratic_grads(maximised, step)
         quadratic_grads(minimised, step)
@@ -68,10 +67,10 @@ def test_maximize_equals_minimising_the_negation_and_keeps_grad(name, foreach):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-14)
 
 
-@pytest.mark.parametrize("name", FACTORIES)
-def test_step_returns_closure_loss_computed_with_grad(name):
+@parametrize_cases(BASE_CASES)
+def test_step_returns_closure_loss_computed_with_grad(case):
     model = torch.nn.Linear(3, 1)
-    opt = FACTORIES[name](model.parameters())
+    opt = case.make(model.parameters())
 
     def closure():
         assert torch.is_grad_enabled()
@@ -85,24 +84,24 @@ def test_step_returns_closure_loss_computed_with_grad(name):
     assert opt.step() is None
 
 
-@pytest.mark.parametrize("name", FACTORIES)
-def test_sparse_gradient_is_a_clear_error(name):
+@parametrize_cases(BASE_CASES)
+def test_sparse_gradient_is_a_clear_error(case):
     embedding = torch.nn.Embedding(5, 2, sparse=True)
-    opt = FACTORIES[name](embedding.parameters())
+    opt = case.make(embedding.parameters())
     embedding(torch.tensor([1, 2])).sum().backward()
     with pytest.raises(TypeError, match="sparse"):
         opt.step()
 
 
 @pytest.mark.parametrize("foreach", [False, True])
-@pytest.mark.parametrize("name", FACTORIES)
-def test_complex_parameter_is_optimised_as_its_real_view(name, foreach):
+@parametrize_cases(COMPLEX_CASES)
+def test_complex_parameter_is_optimised_as_its_real_view(case, foreach):
     generator = torch.Generator().manual_seed(3)
     values = torch.randn(4, 2, generator=generator, dtype=torch.float64)
     complex_param = torch.nn.Parameter(torch.view_as_complex(values.clone()))
     real_param = torch.nn.Parameter(values.clone())
-    opt_c = FACTORIES[name]([complex_param], foreach=foreach)
-    opt_r = FACTORIES[name]([real_param], foreach=foreach)
+    opt_c = case.make([complex_param], foreach=foreach)
+    opt_r = case.make([real_param], foreach=foreach)
     for _ in range(5):
         grad = torch.randn(4, 2, generator=generator, dtype=torch.float64) + real_param.detach()
         complex_param.grad = torch.view_as_complex(grad.clone())
@@ -115,10 +114,10 @@ def test_complex_parameter_is_optimised_as_its_real_view(name, foreach):
 
 
 @pytest.mark.parametrize("scope", ["tensor", "global"])
-@pytest.mark.parametrize("name", FACTORIES)
-def test_parameter_without_grad_is_left_out(name, scope):
+@parametrize_cases(BASE_CASES)
+def test_parameter_without_grad_is_left_out(case, scope):
     params = make_params()
-    opt = FACTORIES[name](params, scope=scope)
+    opt = case.make(params, scope=scope)
     run(opt, params, steps=3)
     frozen = params[-1]
     before = frozen.detach().clone()
@@ -135,9 +134,9 @@ def test_parameter_without_grad_is_left_out(name, scope):
     assert len(opt.state[untouched]) == 0
 
 
-@pytest.mark.parametrize("name", FACTORIES)
-def test_foreach_none_uses_reference_on_cpu(name):
-    opt = FACTORIES[name](make_params())
+@parametrize_cases(BASE_CASES)
+def test_foreach_none_uses_reference_on_cpu(case):
+    opt = case.make(make_params())
     from adamem._batch import use_foreach
 
     assert not use_foreach(opt.param_groups[0], opt.param_groups[0]["params"])

@@ -7,23 +7,28 @@ import warnings
 import pytest
 import torch
 from helpers import (
-    OPTIMIZERS,
+    BASE_CASES,
+    CASES,
+    COMPLEX_CASES,
+    FUSED,
+    LRS,
+    REFERENCE,
+    SCOPES,
     assert_equal_states,
     make_params,
+    parametrize_cases,
     quadratic_grads,
     run,
     state_tensors,
+    trajectory,
 )
 
-import adamem
-from adamem import _fused, _jit
+from adamem import _fused, _jit, _optimizer
 
 pytestmark = pytest.mark.skipif(_jit.library() is None, reason="no C compiler for the kernels")
 
-SHAPES = [(4, 3), (3,), (2, 2, 2), (1,), (5,)]
 # Enough elements for several kernel chunks on several threads.
 LARGE_SHAPES = [(260, 260), (7,), (20000,), (3,)]
-LRS = [0.05, 0.05, 0.02, 0.0, 0.08, 0.05]
 
 
 @pytest.fixture
@@ -40,63 +45,43 @@ def fused_calls(monkeypatch):
     return calls
 
 
-def two_groups(params, scope):
-    split = len(params) // 2 + 1
-    return [
-        {"params": params[:split]},
-        {"params": params[split:], "lr": 0.011, "lambd": 0.3, "scope": scope},
-    ]
-
-
-def trajectory(name, scope, fused, dtype, shapes=SHAPES, maximize=False, steps=12):
-    params = make_params(dtype, shapes=shapes)
-    opt = OPTIMIZERS[name](
-        two_groups(params, scope),
-        scope=scope,
-        maximize=maximize,
-        fused=fused,
-        foreach=None if fused else False,
-    )
-    run(opt, params, steps=steps, lrs=LRS, skip_every=4)
-    return state_tensors(opt, params)
-
-
 @pytest.mark.parametrize("maximize", [False, True])
-@pytest.mark.parametrize("scope", ["tensor", "group", "global"])
-@pytest.mark.parametrize("name", OPTIMIZERS)
-def test_fused_equals_reference_float64(name, scope, maximize, fused_calls):
-    reference = trajectory(name, scope, False, torch.float64, maximize=maximize)
+@pytest.mark.parametrize("scope", SCOPES)
+@parametrize_cases(CASES)
+def test_fused_equals_reference_float64(case, scope, maximize, fused_calls):
+    reference = trajectory(case, scope=scope, maximize=maximize, **REFERENCE)
     assert not fused_calls
-    fused = trajectory(name, scope, True, torch.float64, maximize=maximize)
+    fused = trajectory(case, scope=scope, maximize=maximize, **FUSED)
     assert len(fused_calls) == 2 * 12
     assert_equal_states(fused, reference, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("scope", ["tensor", "group", "global"])
-@pytest.mark.parametrize("name", OPTIMIZERS)
-def test_fused_equals_reference_float32_large(name, scope, fused_calls):
-    reference = trajectory(name, scope, False, torch.float32, LARGE_SHAPES, steps=8)
-    fused = trajectory(name, scope, True, torch.float32, LARGE_SHAPES, steps=8)
+@pytest.mark.parametrize("scope", SCOPES)
+@parametrize_cases(CASES)
+def test_fused_equals_reference_float32_large(case, scope, fused_calls):
+    large = dict(scope=scope, shapes=LARGE_SHAPES, steps=8)
+    reference = trajectory(case, torch.float32, **large, **REFERENCE)
+    fused = trajectory(case, torch.float32, **large, **FUSED)
     assert fused_calls
     assert_equal_states(fused, reference, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
-def test_fused_equals_reference_float64_large(name):
-    reference = trajectory(name, "tensor", False, torch.float64, LARGE_SHAPES, steps=6)
-    fused = trajectory(name, "tensor", True, torch.float64, LARGE_SHAPES, steps=6)
+@parametrize_cases(CASES)
+def test_fused_equals_reference_float64_large(case):
+    reference = trajectory(case, shapes=LARGE_SHAPES, steps=6, **REFERENCE)
+    fused = trajectory(case, shapes=LARGE_SHAPES, steps=6, **FUSED)
     assert_equal_states(fused, reference, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
-def test_fused_default_on_cpu_and_results_do_not_depend_on_threads(name, fused_calls):
+@parametrize_cases(BASE_CASES)
+def test_fused_default_on_cpu_and_results_do_not_depend_on_threads(case, fused_calls):
     results = []
     threads = torch.get_num_threads()
     try:
         for count in (1, 3):
             torch.set_num_threads(count)
             params = make_params(torch.float32, shapes=LARGE_SHAPES)
-            opt = OPTIMIZERS[name](params)
+            opt = case.make(params)
             run(opt, params, steps=5)
             results.append(state_tensors(opt, params))
     finally:
@@ -105,14 +90,14 @@ def test_fused_default_on_cpu_and_results_do_not_depend_on_threads(name, fused_c
     assert_equal_states(results[1], results[0], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
-def test_fused_complex_parameter_is_its_real_view(name, fused_calls):
+@parametrize_cases(COMPLEX_CASES)
+def test_fused_complex_parameter_is_its_real_view(case, fused_calls):
     generator = torch.Generator().manual_seed(3)
     values = torch.randn(4, 2, generator=generator, dtype=torch.float64)
     complex_param = torch.nn.Parameter(torch.view_as_complex(values.clone()))
     real_param = torch.nn.Parameter(values.clone())
-    opt_c = OPTIMIZERS[name]([complex_param], fused=True)
-    opt_r = OPTIMIZERS[name]([real_param], fused=False)
+    opt_c = case.make([complex_param], fused=True)
+    opt_r = case.make([real_param], fused=False)
     for _ in range(5):
         grad = torch.randn(4, 2, generator=generator, dtype=torch.float64) + real_param.detach()
         complex_param.grad = torch.view_as_complex(grad.clone())
@@ -128,23 +113,22 @@ def test_fused_complex_parameter_is_its_real_view(name, fused_calls):
     )
 
 
-@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
-def test_fused_resumes_bit_exactly_and_reads_reference_checkpoints(name):
-    factory = OPTIMIZERS[name]
+@parametrize_cases(BASE_CASES)
+def test_fused_resumes_bit_exactly_and_reads_reference_checkpoints(case):
     params = make_params(torch.float32)
-    uninterrupted = factory(params, fused=True)
+    uninterrupted = case.make(params, fused=True)
     run(uninterrupted, params, steps=8, lrs=LRS, skip_every=3)
 
     for first_half_fused in (True, False):
         first_half = make_params(torch.float32)
-        opt = factory(first_half, fused=first_half_fused)
+        opt = case.make(first_half, fused=first_half_fused)
         run(opt, first_half, steps=4, lrs=LRS, skip_every=3)
         buffer = io.BytesIO()
         torch.save({"params": [p.detach() for p in first_half], "opt": opt.state_dict()}, buffer)
         buffer.seek(0)
         checkpoint = torch.load(buffer, weights_only=True)
         resumed = [torch.nn.Parameter(p.clone()) for p in checkpoint["params"]]
-        opt = factory(resumed, fused=True)
+        opt = case.make(resumed, fused=True)
         opt.load_state_dict(checkpoint["opt"])
         for step in range(4, 8):
             quadratic_grads(resumed, step, skip_every=3)
@@ -155,10 +139,10 @@ def test_fused_resumes_bit_exactly_and_reads_reference_checkpoints(name):
         assert_equal_states(state_tensors(opt, resumed), expected, **tolerance)
 
 
-@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
-def test_fused_tensor_lr_and_deepcopy(name, fused_calls):
+@parametrize_cases(BASE_CASES)
+def test_fused_tensor_lr_and_deepcopy(case, fused_calls):
     params = make_params(torch.float32)
-    opt = OPTIMIZERS[name](params, lr=torch.tensor(0.02), fused=True)
+    opt = case.make(params, lr=torch.tensor(0.02), fused=True)
     run(opt, params, steps=2)
     twin_params, twin = copy.deepcopy((params, opt))
     for optimizer, tensors in ((opt, params), (twin, twin_params)):
@@ -188,9 +172,9 @@ def steps_with_warnings(opt, params, steps):
     return messages
 
 
-def assert_reference_result(name, params, steps):
+def assert_reference_result(case, params, steps):
     reference = make_params(params[0].dtype)
-    opt = OPTIMIZERS[name](reference, foreach=False)
+    opt = case.make(reference, foreach=False)
     for step in range(steps):
         quadratic_grads(reference, step)
         opt.step()
@@ -198,17 +182,17 @@ def assert_reference_result(name, params, steps):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
-def test_missing_compiler_falls_back_with_one_warning(name, monkeypatch, tmp_path, fused_calls):
+@parametrize_cases(BASE_CASES)
+def test_missing_compiler_falls_back_with_one_warning(case, monkeypatch, tmp_path, fused_calls):
     reset_library(monkeypatch)
     monkeypatch.setenv("ADAMEM_CC", str(tmp_path / "no-such-cc"))
     monkeypatch.setenv("ADAMEM_CACHE_DIR", str(tmp_path / "cache"))
     params = make_params()
-    messages = steps_with_warnings(OPTIMIZERS[name](params), params, 6)
+    messages = steps_with_warnings(case.make(params), params, 6)
     assert len(messages[0]) == 1 and "no C compiler" in messages[0][0]
     assert not any(messages[1:])
     assert not fused_calls
-    assert_reference_result(name, params, 6)
+    assert_reference_result(case, params, 6)
 
 
 def test_failing_compiler_falls_back(monkeypatch, tmp_path):
@@ -231,34 +215,35 @@ def test_library_is_cached_on_disk(monkeypatch, tmp_path):
     assert list(tmp_path.iterdir()) == [built]
 
 
-@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
-def test_fused_true_warns_once_for_tensors_it_cannot_take(name, monkeypatch, fused_calls):
+@parametrize_cases(BASE_CASES)
+def test_fused_true_warns_once_for_tensors_it_cannot_take(case, monkeypatch, fused_calls):
     monkeypatch.setattr(_jit, "_warned", set())
     params = make_params(torch.bfloat16)
-    messages = steps_with_warnings(OPTIMIZERS[name](params, fused=True), params, 4)
+    messages = steps_with_warnings(case.make(params, fused=True), params, 4)
     assert len(messages[0]) == 1 and "fused=True, but" in messages[0][0]
     assert not any(messages[1:])
     silent = make_params(torch.bfloat16)
-    assert not any(steps_with_warnings(OPTIMIZERS[name](silent), silent, 2))
+    assert not any(steps_with_warnings(case.make(silent), silent, 2))
     assert not fused_calls
-    assert_reference_result(name, params, 4)
+    assert_reference_result(case, params, 4)
 
 
-def test_non_contiguous_parameter_takes_the_torch_path(fused_calls):
+@parametrize_cases(BASE_CASES)
+def test_non_contiguous_parameter_takes_the_torch_path(case, fused_calls):
     param = torch.nn.Parameter(torch.randn(6, 4, dtype=torch.float64).t())
-    opt = adamem.AMAdamW([param], lr=0.01)
+    opt = case.make([param], lr=0.01)
     param.grad = torch.ones_like(param)
     opt.step()
     assert not fused_calls
 
 
-@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
-def test_fused_flag_validation_and_setstate_default(name):
+@parametrize_cases(BASE_CASES)
+def test_fused_flag_validation_and_setstate_default(case):
     with pytest.raises(TypeError, match="fused"):
-        OPTIMIZERS[name](make_params(), fused="yes")
+        case.make(make_params(), fused="yes")
     with pytest.raises(ValueError, match="exclusive"):
-        OPTIMIZERS[name](make_params(), fused=True, foreach=True)
-    opt = OPTIMIZERS[name](make_params())
+        case.make(make_params(), fused=True, foreach=True)
+    opt = case.make(make_params())
     state = opt.__getstate__()
     for group in state["param_groups"]:
         del group["fused"]
@@ -266,11 +251,11 @@ def test_fused_flag_validation_and_setstate_default(name):
     assert all(group["fused"] is None for group in opt.param_groups)
 
 
-def _run_with_changes(name, fused, changes):
-    """Six steps of ``name`` on fresh parameters, calling ``changes(opt, params)`` after the
+def _run_with_changes(case, fused, changes):
+    """Six steps of ``case`` on fresh parameters, calling ``changes(opt, params)`` after the
     third; returns every parameter and state tensor."""
     params = make_params(torch.float64, shapes=[(4, 4), (3,), (5,)])
-    opt = OPTIMIZERS[name](params, fused=fused, foreach=None if fused else False)
+    opt = case.make(params, fused=fused, foreach=None if fused else False)
     for step in range(6):
         if step == 3:
             changes(opt, params)
@@ -279,8 +264,8 @@ def _run_with_changes(name, fused, changes):
     return state_tensors(opt, params)
 
 
-@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
-def test_cached_layout_follows_replaced_storage(name, fused_calls):
+@parametrize_cases(BASE_CASES)
+def test_cached_layout_follows_replaced_storage(case, fused_calls):
     """The kernels' records are cached per group; new storage for a parameter and a state
     loaded into the same optimizer must be seen."""
 
@@ -288,38 +273,38 @@ def test_cached_layout_follows_replaced_storage(name, fused_calls):
         params[0].data = params[0].data.clone()
         opt.load_state_dict(copy.deepcopy(opt.state_dict()))
 
-    fused = _run_with_changes(name, True, changes)
+    fused = _run_with_changes(case, True, changes)
     assert len(fused_calls) == 6
-    assert_equal_states(fused, _run_with_changes(name, False, changes), rtol=0, atol=1e-12)
+    assert_equal_states(fused, _run_with_changes(case, False, changes), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
-def test_cached_layout_rechecks_a_parameter_made_non_contiguous(name, fused_calls):
+@parametrize_cases(BASE_CASES)
+def test_cached_layout_rechecks_a_parameter_made_non_contiguous(case, fused_calls):
     """``p.data = p.data.t()`` keeps the address but not the layout the kernels assume."""
 
     def changes(opt, params):
         params[0].data = params[0].data.t()
 
-    fused = _run_with_changes(name, True, changes)
+    fused = _run_with_changes(case, True, changes)
     assert len(fused_calls) == 3  # then the torch path
-    assert_equal_states(fused, _run_with_changes(name, False, changes), rtol=0, atol=1e-12)
+    assert_equal_states(fused, _run_with_changes(case, False, changes), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
-def test_fused_path_records_the_solved_betas_exactly(name, monkeypatch):
+@parametrize_cases(BASE_CASES)
+def test_fused_path_records_the_solved_betas_exactly(case, monkeypatch):
     """state["beta"] is the beta that adamem.beta solved, rounded once to the state's dtype,
     and beta_product is multiplied by exactly that value."""
     solved = []
-    block_betas = adamem._optimizer.block_betas
+    block_betas = _optimizer.block_betas
 
     def spy(*args, **kwargs):
         betas = block_betas(*args, **kwargs)
         solved.append([None if b is None else b.clone() for b in betas])
         return betas
 
-    monkeypatch.setattr(adamem._optimizer, "block_betas", spy)
+    monkeypatch.setattr(_optimizer, "block_betas", spy)
     params = make_params(torch.float32, shapes=[(3,)] * 40)
-    optimizer = OPTIMIZERS[name](params, fused=True)
+    optimizer = case.make(params, fused=True)
     generator = torch.Generator().manual_seed(0)
     products = None
     for step in range(6):
@@ -333,7 +318,7 @@ def test_fused_path_records_the_solved_betas_exactly(name, monkeypatch):
         assert ((betas > 0) & (betas < 0.8)).sum() >= 3
         for p, beta in zip(params, betas):
             assert optimizer.state[p]["beta"] == beta.to(torch.float32)
-        if name == "amadamw":
+        if case.family.second_moment_key is not None:  # AM-AdamW keeps Pi
             if products is not None:
                 for p, previous, beta in zip(params, products, betas):
                     expected = previous * beta.to(torch.float32)

@@ -3,24 +3,21 @@ continuing a torch.optim.AdamW / SGD run (converted); an lr given only per group
 
 import pytest
 import torch
-from helpers import make_params, quadratic_grads, run, state_tensors
+from helpers import BASE_CASES, make_params, parametrize_cases, quadratic_grads, run, state_tensors
 
 import adamem
 from adamem.amadamw import amadamw_preconditioner, displacement_gap
 
-STATE_OF = {
-    "amsgd": lambda params: adamem.AMSGD(params, lr=0.05),
-    "amadamw": lambda params: adamem.AMAdamW(params, lr=0.03),
-}
+BASE_CASE_OF = {case.cls: case for case in BASE_CASES}
 
 
 @pytest.mark.parametrize("foreach", [False, True, None])
-@pytest.mark.parametrize("name", STATE_OF)
-def test_statistics_saved_as_plain_numbers_load_like_tensors(name, foreach):
+@parametrize_cases(BASE_CASES)
+def test_statistics_saved_as_plain_numbers_load_like_tensors(case, foreach):
     """Older or hand-made checkpoints hold ``step`` (and other statistics) as Python numbers,
     as torch's own optimizers accept."""
     params = make_params()
-    optimizer = STATE_OF[name](params)
+    optimizer = case.make(params)
     run(optimizer, params, steps=3)
     saved = optimizer.state_dict()
     as_numbers = {
@@ -36,7 +33,7 @@ def test_statistics_saved_as_plain_numbers_load_like_tensors(name, foreach):
     results = []
     for state_dict in (saved, as_numbers):
         copies = [torch.nn.Parameter(p.detach().clone()) for p in params]
-        resumed = STATE_OF[name](copies)
+        resumed = case.make(copies)
         for group in resumed.param_groups:
             group["foreach"] = foreach
         resumed.load_state_dict(state_dict)
@@ -62,17 +59,17 @@ def stepped_state(optimizer_factory):
 @pytest.mark.parametrize(
     "target, source, missing",
     [
-        ("amadamw", lambda p: adamem.AMSGD(p, lr=0.1), "betas"),
-        ("amsgd", lambda p: adamem.AMAdamW(p), "beta_max"),
-        ("amadamw", lambda p: torch.optim.AdamW(p), "lambd"),
-        ("amsgd", lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), "beta_max"),
+        (adamem.AMAdamW, lambda p: adamem.AMSGD(p, lr=0.1), "betas"),
+        (adamem.AMSGD, lambda p: adamem.AMAdamW(p), "beta_max"),
+        (adamem.AMAdamW, lambda p: torch.optim.AdamW(p), "lambd"),
+        (adamem.AMSGD, lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), "beta_max"),
     ],
     ids=["amsgd-into-amadamw", "amadamw-into-amsgd", "adamw-into-amadamw", "sgd-into-amsgd"],
 )
 def test_another_optimizers_state_is_refused_at_load_time(target, source, missing):
     state_dict = stepped_state(source)
     params = make_params()
-    optimizer = STATE_OF[target](params)
+    optimizer = BASE_CASE_OF[target].make(params)
     run(optimizer, params, steps=1)
     before = state_tensors(optimizer, params)
     with pytest.raises(ValueError, match=missing):
@@ -84,9 +81,10 @@ def test_another_optimizers_state_is_refused_at_load_time(target, source, missin
 
 
 def test_a_state_missing_a_buffer_is_refused_naming_it():
-    state_dict = stepped_state(STATE_OF["amadamw"])
+    amadamw = BASE_CASE_OF[adamem.AMAdamW]
+    state_dict = stepped_state(amadamw.make)
     del state_dict["state"][1]["exp_avg_sq"]
-    optimizer = STATE_OF["amadamw"](make_params())
+    optimizer = amadamw.make(make_params())
     with pytest.raises(ValueError, match=r"parameter 1 has no \['exp_avg_sq'\]"):
         optimizer.load_state_dict(state_dict)
 
@@ -94,7 +92,7 @@ def test_a_state_missing_a_buffer_is_refused_naming_it():
 def test_refusal_names_the_conversion_for_torch_states():
     state_dict = stepped_state(lambda p: torch.optim.AdamW(p))
     with pytest.raises(ValueError, match="load_adamw_state_dict"):
-        STATE_OF["amadamw"](make_params()).load_state_dict(state_dict)
+        BASE_CASE_OF[adamem.AMAdamW].make(make_params()).load_state_dict(state_dict)
 
 
 def last_step_displacements(torch_factory, steps=4):

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from helpers import BASE_CASES, parametrize_cases
 from torch import nn
 
 import adamem
@@ -61,17 +62,17 @@ def test_logs_every_n_steps_with_python_floats(every):
         }
 
 
-@pytest.mark.parametrize("optimizer_class", [adamem.AMSGD, adamem.AMAdamW])
-def test_statistics_over_the_interval(optimizer_class):
+@parametrize_cases(BASE_CASES)
+def test_statistics_over_the_interval(case):
     """Mean of per-step means over tensors, extremes over steps and tensors; first step out."""
     model = make_model()
-    optimizer = optimizer_class(model.parameters(), lr=0.05)
+    optimizer = case.make(model.parameters(), lr=0.05)
     recorder = Recorder()
     BetaLogger(optimizer, recorder, every=4)
     history = torch.tensor(train(model, optimizer, 8))
     lambd = optimizer.param_groups[0]["lambd"]
     for (_, scalars), interval in zip(recorder.calls, (history[1:4], history[4:8])):
-        momentum = (interval + lambd) / (1 + lambd) if optimizer_class is adamem.AMSGD else interval
+        momentum = case.family.effective_momentum(interval, lambd)
         for quantity, values in (("beta", interval), ("momentum", momentum)):
             assert scalars[f"am/{quantity}_mean"] == pytest.approx(values.mean(1).mean().item())
             assert scalars[f"am/{quantity}_min"] == pytest.approx(values.min().item())

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from helpers import BASE_CASES
 from torch import nn
 
-import adamem
 from adamem import param_groups
 
 
@@ -111,11 +111,8 @@ def test_empty_group_is_omitted():
 
 @pytest.mark.parametrize(
     "make_optimizer",
-    [
-        lambda groups: adamem.AMAdamW(groups, lr=1e-2),
-        lambda groups: adamem.AMSGD(groups, lr=0.1),
-        lambda groups: torch.optim.AdamW(groups, lr=1e-2),
-    ],
+    [case.make for case in BASE_CASES] + [lambda groups: torch.optim.AdamW(groups, lr=1e-2)],
+    ids=[case.name for case in BASE_CASES] + ["torch_adamw"],
 )
 def test_groups_train_with_optimizers(make_optimizer):
     model = Net()

@@ -2,65 +2,44 @@
 
 import pytest
 import torch
-from helpers import make_params, run, state_tensors
-
-import adamem
-
-OPTIMIZERS = {
-    "amsgd": lambda groups, **kw: adamem.AMSGD(groups, lr=0.05, **kw),
-    "amsgd_wd": lambda groups, **kw: adamem.AMSGD(groups, lr=0.05, weight_decay=0.1, **kw),
-    "amadamw": lambda groups, **kw: adamem.AMAdamW(groups, lr=0.03, **kw),
-    "amadamw_compat": lambda groups, **kw: adamem.AMAdamW(
-        groups, lr=0.03, gap_estimate="compat", **kw
-    ),
-    "amadamw_lam0": lambda groups, **kw: adamem.AMAdamW(groups, lr=0.03, lambd=0.0, **kw),
-}
-
-
-def two_groups(params, scope):
-    """Two groups with different hyperparameters (global scope requires equal caps)."""
-    return [
-        {"params": params[:3]},
-        {"params": params[3:], "lr": 0.011, "lambd": 0.3, "scope": scope},
-    ]
-
-
-def trajectory(name, scope, foreach, maximize=False, dtype=torch.float64):
-    params = make_params(dtype)
-    opt = OPTIMIZERS[name](
-        two_groups(params, scope), scope=scope, foreach=foreach, maximize=maximize
-    )
-    run(opt, params, steps=12, lrs=[0.05, 0.05, 0.02, 0.0, 0.08, 0.05], skip_every=4)
-    return state_tensors(opt, params)
+from helpers import (
+    BASE_CASES,
+    CASES,
+    REFERENCE,
+    SCOPES,
+    assert_equal_states,
+    make_params,
+    parametrize_cases,
+    run,
+    state_tensors,
+    trajectory,
+    two_groups,
+)
 
 
 @pytest.mark.parametrize("maximize", [False, True])
-@pytest.mark.parametrize("scope", ["tensor", "group", "global"])
-@pytest.mark.parametrize("name", OPTIMIZERS)
-def test_foreach_equals_reference_float64(name, scope, maximize):
-    reference = trajectory(name, scope, foreach=False, maximize=maximize)
-    multi = trajectory(name, scope, foreach=True, maximize=maximize)
-    assert reference.keys() == multi.keys()
-    for key in reference:
-        assert reference[key].dtype == multi[key].dtype, key
-        torch.testing.assert_close(multi[key], reference[key], rtol=0, atol=1e-12, msg=key)
+@pytest.mark.parametrize("scope", SCOPES)
+@parametrize_cases(CASES)
+def test_foreach_equals_reference_float64(case, scope, maximize):
+    reference = trajectory(case, scope=scope, maximize=maximize, **REFERENCE)
+    multi = trajectory(case, scope=scope, maximize=maximize, foreach=True)
+    assert_equal_states(multi, reference, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
-def test_foreach_equals_reference_float32(name):
-    reference = trajectory(name, "tensor", foreach=False, dtype=torch.float32)
-    multi = trajectory(name, "tensor", foreach=True, dtype=torch.float32)
-    for key in reference:
-        torch.testing.assert_close(multi[key], reference[key], rtol=1e-5, atol=1e-6, msg=key)
+@parametrize_cases(CASES)
+def test_foreach_equals_reference_float32(case):
+    reference = trajectory(case, torch.float32, **REFERENCE)
+    multi = trajectory(case, torch.float32, foreach=True)
+    assert_equal_states(multi, reference, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("scope", ["group", "global"])
-@pytest.mark.parametrize("name", OPTIMIZERS)
-def test_single_tensor_block_equals_tensor_scope(name, scope):
+@parametrize_cases(CASES)
+def test_single_tensor_block_equals_tensor_scope(case, scope):
     results = {}
     for s in ("tensor", scope):
         params = make_params(shapes=[(3, 4)])
-        opt = OPTIMIZERS[name](params, scope=s)
+        opt = case.make(params, scope=s)
         run(opt, params, steps=10, lrs=[0.05, 0.02])
         results[s] = state_tensors(opt, params)
     for key, value in results["tensor"].items():
@@ -68,10 +47,10 @@ def test_single_tensor_block_equals_tensor_scope(name, scope):
 
 
 @pytest.mark.parametrize("scope", ["group", "global"])
-@pytest.mark.parametrize("name", OPTIMIZERS)
-def test_blocks_share_one_beta(name, scope):
+@parametrize_cases(CASES)
+def test_blocks_share_one_beta(case, scope):
     params = make_params()
-    opt = OPTIMIZERS[name](two_groups(params, scope), scope=scope)
+    opt = case.make(two_groups(params, scope), scope=scope)
     for steps in range(5):
         run(opt, params, steps=1, seed=steps)
         betas = [float(opt.state[p]["beta"]) for p in params]
@@ -81,18 +60,20 @@ def test_blocks_share_one_beta(name, scope):
             assert len(set(betas[:3])) == 1 and len(set(betas[3:])) == 1, betas
 
 
-def test_group_scope_equals_global_scope_for_a_single_group():
+@parametrize_cases(BASE_CASES)
+def test_group_scope_equals_global_scope_for_a_single_group(case):
     results = []
     for scope in ("group", "global"):
         params = make_params()
-        opt = adamem.AMAdamW(params, lr=0.03, scope=scope)
+        opt = case.make(params, scope=scope)
         run(opt, params, steps=8)
         results.append(state_tensors(opt, params))
     for key, value in results[0].items():
         torch.testing.assert_close(results[1][key], value, rtol=0, atol=0, msg=key)
 
 
-def test_global_block_sums_over_groups():
+@parametrize_cases(BASE_CASES)
+def test_global_block_sums_over_groups(case):
     """Global beta is select(sum a, sum b): recompute it from two per-tensor-scope optimizers'
     sums by hand would duplicate the code, so check the defining property instead: splitting
     the same tensors into groups with equal hyperparameters changes nothing."""
@@ -100,7 +81,7 @@ def test_global_block_sums_over_groups():
     for split in (False, True):
         params = make_params()
         groups = [{"params": params[:2]}, {"params": params[2:]}] if split else params
-        opt = adamem.AMSGD(groups, lr=0.05, scope="global")
+        opt = case.make(groups, scope="global")
         run(opt, params, steps=8)
         results.append(state_tensors(opt, params))
     for key, value in results[0].items():

@@ -15,12 +15,19 @@ import warnings
 import pytest
 import torch
 from helpers import (
-    OPTIMIZERS,
+    BASE_CASES,
+    CASES,
+    FUSED,
+    REFERENCE,
+    SCOPES,
+    WEIGHT_DECAY_CASES,
     assert_equal_states,
     assert_finite,
     make_params,
+    parametrize_cases,
     quadratic_grads,
     state_tensors,
+    trajectory,
 )
 
 import adamem
@@ -34,7 +41,6 @@ RUN_HERE = CUDA or INTERPRETED
 DEVICE = torch.device("cuda" if CUDA else "cpu")
 # Several chunks per tensor at the test chunk size, and several reduction rounds for the first.
 SHAPES = [(20, 15), (3,), (2, 2, 2), (1,), (70,)]
-LRS = [0.05, 0.05, 0.02, 0.0, 0.08, 0.05]
 STEPS = 7  # past a skipped gradient (every third step) and an lr of 0
 
 
@@ -75,59 +81,44 @@ def kernels(production_kernels, triton_module, monkeypatch):
     return production_kernels
 
 
-def device_params(dtype, shapes=SHAPES, seed=0):
-    return [torch.nn.Parameter(p.detach().to(DEVICE)) for p in make_params(dtype, seed, shapes)]
+def device_params(dtype, shapes=SHAPES):
+    return make_params(dtype, shapes=shapes, device=DEVICE)
 
 
-def two_groups(params, scope):
-    return [
-        {"params": params[:3]},
-        {"params": params[3:], "lr": 0.011, "lambd": 0.3, "scope": scope},
-    ]
-
-
-def trajectory(name, scope, fused, dtype, maximize=False, steps=STEPS):
-    params = device_params(dtype)
-    opt = OPTIMIZERS[name](
-        two_groups(params, scope),
-        scope=scope,
-        maximize=maximize,
-        fused=fused,
-        foreach=None if fused else False,
+def device_trajectory(case, dtype, steps=STEPS, **options):
+    """The shared path-equality trajectory (helpers.trajectory) on DEVICE, at this module's
+    shapes and STEPS, with a missing gradient every third step."""
+    return trajectory(
+        case, dtype, shapes=SHAPES, steps=steps, skip_every=3, device=DEVICE, **options
     )
-    for step in range(steps):
-        quadratic_grads(params, step, skip_every=3)
-        for group in opt.param_groups:
-            group["lr"] = LRS[step % len(LRS)]
-        opt.step()
-    return state_tensors(opt, params)
 
 
-@pytest.mark.parametrize("scope", ["tensor", "group", "global"])
-@pytest.mark.parametrize("name", OPTIMIZERS)
-def test_triton_equals_reference_float64(name, scope, kernels):
-    reference = trajectory(name, scope, False, torch.float64, maximize=scope == "group")
+@pytest.mark.parametrize("scope", SCOPES)
+@parametrize_cases(CASES)
+def test_triton_equals_reference_float64(case, scope, kernels):
+    options = dict(scope=scope, maximize=scope == "group")
+    reference = device_trajectory(case, torch.float64, **options, **REFERENCE)
     assert not kernels
-    fused = trajectory(name, scope, True, torch.float64, maximize=scope == "group")
+    fused = device_trajectory(case, torch.float64, **options, **FUSED)
     assert len(kernels) == 2 * STEPS
     assert_equal_states(fused, reference, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
-def test_triton_equals_reference_float32(name, kernels):
-    reference = trajectory(name, "tensor", False, torch.float32)
-    fused = trajectory(name, "tensor", True, torch.float32)
+@parametrize_cases(CASES)
+def test_triton_equals_reference_float32(case, kernels):
+    reference = device_trajectory(case, torch.float32, **REFERENCE)
+    fused = device_trajectory(case, torch.float32, **FUSED)
     assert kernels
     assert_equal_states(fused, reference, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["amsgd_wd", "amadamw"])
-def test_triton_production_chunk_sizes_equal_reference(name, production_kernels):
+@parametrize_cases(WEIGHT_DECAY_CASES)
+def test_triton_production_chunk_sizes_equal_reference(case, production_kernels):
     shapes = [(150, 200), (40000,), (3,)]
     results = []
     for fused in (True, False):
         params = device_params(torch.float32, shapes)
-        opt = OPTIMIZERS[name](params, fused=fused, foreach=None if fused else False)
+        opt = case.make(params, fused=fused, foreach=None if fused else False)
         for step in range(4):
             quadratic_grads(params, step)
             opt.step()
@@ -137,23 +128,22 @@ def test_triton_production_chunk_sizes_equal_reference(name, production_kernels)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
-def test_triton_low_precision_parameters_match_reference(name, dtype, kernels):
+@parametrize_cases(BASE_CASES)
+def test_triton_low_precision_parameters_match_reference(case, dtype, kernels):
     """bf16/fp16 parameters and state, fp32 arithmetic: the kernels round where the reference
     rounds, so the two differ only where an fp32 result rounds to a neighbouring value."""
-    reference = trajectory(name, "tensor", False, dtype, steps=4)
-    fused = trajectory(name, "tensor", True, dtype, steps=4)
+    reference = device_trajectory(case, dtype, steps=4, **REFERENCE)
+    fused = device_trajectory(case, dtype, steps=4, **FUSED)
     assert kernels
     assert_equal_states(fused, reference, rtol=2e-2, atol=2e-2)
 
 
-@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
-def test_triton_resumes_bit_exactly(name, kernels):
-    factory = OPTIMIZERS[name]
+@parametrize_cases(BASE_CASES)
+def test_triton_resumes_bit_exactly(case, kernels):
     params = device_params(torch.float32)
-    uninterrupted = factory(params, fused=True)
+    uninterrupted = case.make(params, fused=True)
     first_half = device_params(torch.float32)
-    opt = factory(first_half, fused=True)
+    opt = case.make(first_half, fused=True)
     for step in range(4):
         for tensors, optimizer in ((params, uninterrupted), (first_half, opt)):
             quadratic_grads(tensors, step)
@@ -163,7 +153,7 @@ def test_triton_resumes_bit_exactly(name, kernels):
     buffer.seek(0)
     checkpoint = torch.load(buffer, weights_only=True)
     resumed = [torch.nn.Parameter(p.clone()) for p in checkpoint["params"]]
-    opt = factory(resumed, fused=True)
+    opt = case.make(resumed, fused=True)
     opt.load_state_dict(checkpoint["opt"])
     for step in range(4, 7):
         for tensors, optimizer in ((params, uninterrupted), (resumed, opt)):
@@ -174,12 +164,12 @@ def test_triton_resumes_bit_exactly(name, kernels):
     )
 
 
-@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
-def test_triton_tensor_lr_equals_float_lr(name, kernels):
+@parametrize_cases(BASE_CASES)
+def test_triton_tensor_lr_equals_float_lr(case, kernels):
     results = []
     for lr in (0.02, torch.tensor(0.02, dtype=torch.float64, device=DEVICE)):
         params = device_params(torch.float64)
-        opt = OPTIMIZERS[name](params, lr=lr, fused=True)
+        opt = case.make(params, lr=lr, fused=True)
         for step in range(4):
             quadratic_grads(params, step)
             opt.step()
@@ -187,10 +177,11 @@ def test_triton_tensor_lr_equals_float_lr(name, kernels):
     assert_equal_states(results[1], results[0], rtol=0, atol=0)
 
 
-def test_triton_group_with_mixed_dtypes_takes_the_torch_path(kernels, monkeypatch):
+@parametrize_cases(BASE_CASES)
+def test_triton_group_with_mixed_dtypes_takes_the_torch_path(case, kernels, monkeypatch):
     monkeypatch.setattr(_jit, "_warned", set())
     params = device_params(torch.float32)[:2] + device_params(torch.bfloat16)[2:]
-    opt = adamem.AMAdamW(params, fused=True)
+    opt = case.make(params, fused=True)
     quadratic_grads(params, 0)
     with pytest.warns(RuntimeWarning, match="one dtype per kind"):
         opt.step()
@@ -198,10 +189,10 @@ def test_triton_group_with_mixed_dtypes_takes_the_torch_path(kernels, monkeypatc
 
 
 @pytest.mark.skipif(not CUDA, reason="host syncs exist only with a CUDA device")
-@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
-def test_triton_step_never_waits_for_the_device(name, kernels):
+@parametrize_cases(BASE_CASES)
+def test_triton_step_never_waits_for_the_device(case, kernels):
     params = device_params(torch.float32)
-    opt = OPTIMIZERS[name](params, lr=torch.tensor(0.01, device=DEVICE), fused=True)
+    opt = case.make(params, lr=torch.tensor(0.01, device=DEVICE), fused=True)
     for step in range(3):
         quadratic_grads(params, step)
         torch.cuda.set_sync_debug_mode("error")
@@ -212,14 +203,14 @@ def test_triton_step_never_waits_for_the_device(name, kernels):
     assert len(kernels) == 3
 
 
-@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
-def test_without_triton_fused_true_warns_once_and_falls_back(name, monkeypatch):
+@parametrize_cases(BASE_CASES)
+def test_without_triton_fused_true_warns_once_and_falls_back(case, monkeypatch):
     monkeypatch.setattr(_fused, "uses_triton", lambda device: True)
     monkeypatch.setitem(sys.modules, "adamem._triton", None)  # import fails
     monkeypatch.delattr(adamem, "_triton", raising=False)
     monkeypatch.setattr(_jit, "_warned", set())
     params = make_params(torch.float64)
-    opt = OPTIMIZERS[name](params, fused=True)
+    opt = case.make(params, fused=True)
     messages = []
     for step in range(3):
         quadratic_grads(params, step)
@@ -230,7 +221,7 @@ def test_without_triton_fused_true_warns_once_and_falls_back(name, monkeypatch):
     assert len(messages[0]) == 1 and "Triton is not installed" in messages[0][0]
     assert not any(messages[1:])
     reference = make_params(torch.float64)
-    ref_opt = OPTIMIZERS[name](reference, foreach=False)
+    ref_opt = case.make(reference, foreach=False)
     for step in range(3):
         quadratic_grads(reference, step)
         ref_opt.step()
@@ -252,13 +243,13 @@ def test_kernels_in_interpreter():
     assert " passed" in result.stdout and " failed" not in result.stdout
 
 
-@pytest.mark.parametrize("name", ["amsgd_wd", "amadamw"])
-def test_triton_hyperparameters_changed_between_steps(name, kernels):
+@parametrize_cases(WEIGHT_DECAY_CASES)
+def test_triton_hyperparameters_changed_between_steps(case, kernels):
     """The table keeps its hyperparameters between steps and refreshes those that change."""
     results = []
     for fused in (True, False):
         params = device_params(torch.float64)
-        opt = OPTIMIZERS[name](params, fused=fused, foreach=None if fused else False)
+        opt = case.make(params, fused=fused, foreach=None if fused else False)
         for step in range(5):
             if step == 2:
                 opt.param_groups[0].update(lambd=0.5, weight_decay=0.2, lr=0.01)
@@ -270,11 +261,11 @@ def test_triton_hyperparameters_changed_between_steps(name, kernels):
 
 
 @pytest.mark.parametrize("scale", [1e-30, 1e30, 0.0])
-@pytest.mark.parametrize("name", ["amsgd", "amadamw"])
-def test_triton_extreme_gradients_stay_finite(name, scale, kernels):
+@parametrize_cases(BASE_CASES)
+def test_triton_extreme_gradients_stay_finite(case, scale, kernels):
     """Gradients of 1e30 (whose square overflows fp32), 1e-30 (subnormal squares) and 0."""
     params = device_params(torch.float32)
-    opt = OPTIMIZERS[name](params, fused=True)
+    opt = case.make(params, fused=True)
     for step in range(4):
         generator = torch.Generator().manual_seed(step)
         for p in params:
@@ -282,6 +273,5 @@ def test_triton_extreme_gradients_stay_finite(name, scale, kernels):
         opt.step()
     assert len(kernels) == 4
     assert_finite(opt, params, second_moment_may_overflow=True)
-    cap = 0.9 if name == "amsgd" else 0.89
     for p in params:
-        assert 0 <= float(opt.state[p]["beta"]) <= cap
+        assert 0 <= float(opt.state[p]["beta"]) <= case.family.beta_cap

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers import BASE_CASES, parametrize_cases
 
 import adamem
 
@@ -10,24 +11,32 @@ def params():
     return [torch.nn.Parameter(torch.ones(2))]
 
 
-AMSGD_CASES = [
+# Options every AM optimizer takes; each case adds its own lr unless the entry sets one.
+INVALID_FOR_EVERY_OPTIMIZER = [
     (dict(lr=-0.1), ValueError, "lr"),
+    (dict(lr=-1e-3), ValueError, "lr"),
     (dict(lr=float("nan")), ValueError, "lr"),
     (dict(lr=float("inf")), ValueError, "lr"),
     (dict(lr="0.1"), TypeError, "lr"),
     (dict(lr=torch.tensor([0.1, 0.2])), ValueError, "lr"),
     (dict(lr=torch.tensor(1)), TypeError, "lr"),
+    (dict(lambd=-0.1), ValueError, "lambd"),
+    (dict(lambd=-1.0), ValueError, "lambd"),
+    (dict(weight_decay=-1e-4), ValueError, "weight_decay"),
+    (dict(weight_decay=-0.01), ValueError, "weight_decay"),
+    (dict(scope="layer"), ValueError, "scope"),
+    (dict(scope="all"), ValueError, "scope"),
+    (dict(maximize="yes"), TypeError, "maximize"),
+    (dict(maximize=None), TypeError, "maximize"),
+    (dict(foreach=1), TypeError, "foreach"),
+]
+
+AMSGD_CASES = [
     (dict(lr=0.1, beta_max=1.0), ValueError, "beta_max"),
     (dict(lr=0.1, beta_max=-0.1), ValueError, "beta_max"),
-    (dict(lr=0.1, lambd=-0.1), ValueError, "lambd"),
-    (dict(lr=0.1, weight_decay=-1e-4), ValueError, "weight_decay"),
-    (dict(lr=0.1, scope="layer"), ValueError, "scope"),
-    (dict(lr=0.1, maximize="yes"), TypeError, "maximize"),
-    (dict(lr=0.1, foreach=1), TypeError, "foreach"),
 ]
 
 AMADAMW_CASES = [
-    (dict(lr=-1e-3), ValueError, "lr"),
     (dict(betas=(1.0, 0.999)), ValueError, "beta1_max"),
     (dict(betas=(-0.1, 0.999)), ValueError, "beta1_max"),
     (dict(betas=(0.89, 1.0)), ValueError, "beta2"),
@@ -35,14 +44,17 @@ AMADAMW_CASES = [
     (dict(betas=(0.89,)), TypeError, "betas"),
     (dict(eps=0.0), ValueError, "eps"),
     (dict(eps=-1e-8), ValueError, "eps"),
-    (dict(weight_decay=-0.01), ValueError, "weight_decay"),
     (dict(lr=1.0, weight_decay=1.0), ValueError, "weight_decay"),
     (dict(lr=0.5, weight_decay=3.0), ValueError, "weight_decay"),
-    (dict(lambd=-1.0), ValueError, "lambd"),
-    (dict(scope="all"), ValueError, "scope"),
     (dict(gap_estimate="exact"), ValueError, "gap_estimate"),
-    (dict(maximize=None), TypeError, "maximize"),
 ]
+
+
+@pytest.mark.parametrize(("kwargs", "error", "name"), INVALID_FOR_EVERY_OPTIMIZER)
+@parametrize_cases(BASE_CASES)
+def test_every_optimizer_rejects(case, kwargs, error, name):
+    with pytest.raises(error, match=name):
+        case.make(params(), **kwargs)
 
 
 @pytest.mark.parametrize(("kwargs", "error", "name"), AMSGD_CASES)
@@ -57,20 +69,23 @@ def test_amadamw_rejects(kwargs, error, name):
         adamem.AMAdamW(params(), **kwargs)
 
 
-def test_invalid_group_is_not_added():
-    optimizer = adamem.AMAdamW(params())
+@parametrize_cases(BASE_CASES)
+def test_invalid_group_is_not_added(case):
+    optimizer = case.make(params())
     with pytest.raises(ValueError, match="lambd"):
         optimizer.add_param_group({"params": params(), "lambd": -1.0})
     assert len(optimizer.param_groups) == 1
 
 
-def test_global_groups_must_share_the_cap():
+@parametrize_cases(BASE_CASES)
+def test_global_groups_must_share_the_cap(case):
+    def groups():  # fresh dicts: an optimizer fills its defaults into the ones it is given
+        return [{"params": params()}, {"params": params(), **case.family.cap_options(0.5)}]
+
     with pytest.raises(ValueError, match="cap"):
-        adamem.AMSGD(
-            [{"params": params()}, {"params": params(), "beta_max": 0.5}], lr=0.1, scope="global"
-        )
+        case.make(groups(), scope="global")
     # Different caps are fine when the groups are separate blocks.
-    adamem.AMSGD([{"params": params()}, {"params": params(), "beta_max": 0.5}], lr=0.1)
+    case.make(groups())
 
 
 def test_valid_edge_values_are_accepted():

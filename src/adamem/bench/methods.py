@@ -2,22 +2,28 @@
 
 Two families share a learning-rate grid within a task:
 
-* ``sgd``: ``amsgd-tensor``, ``amsgd-global``, heavy ball in EMA form ``hb-<beta>`` and
-  ``torch.optim.SGD(momentum=0.9)`` as ``sgd-0.9``. Learning rates are in EMA units
-  (steady-state step ``lr*g``); ``sgd-0.9`` gets ``lr*(1-0.9)``, the same steady-state step.
-* ``adam``: ``amadamw-tensor``, ``amadamw-global`` and ``torch.optim.AdamW`` as
-  ``adamw-<beta1>``, all with ``beta2 = 0.999`` and ``eps = 1e-8``.
+* ``sgd``: ``amsgd-tensor``, ``amsgd-global``, ``amsgd-nesterov-tensor`` (``nesterov=True``),
+  heavy ball in EMA form ``hb-<beta>``, ``torch.optim.SGD(momentum=0.9)`` as ``sgd-0.9`` and
+  ``torch.optim.SGD(momentum=m, nesterov=True)`` as ``sgd-nesterov-<m>``. Learning rates are
+  in EMA units (steady-state step ``lr*g``); torch's SGD gets ``lr*(1-m)``, the same
+  steady-state step.
+* ``adam``: ``amadamw-tensor``, ``amadamw-global``, ``amadamw-nesterov-tensor``,
+  ``torch.optim.AdamW`` as ``adamw-<beta1>`` and ``torch.optim.NAdam(decoupled_weight_decay=
+  True)`` (its default momentum schedule) as ``nadamw-<beta1>``, all with ``beta2 = 0.999`` and
+  ``eps = 1e-8``.
 
-AM keeps its defaults (``lambd = 0.1``, ``beta_max = 0.9`` / ``beta1_max = 0.89``). A ``+warmup``
-suffix adds a linear learning-rate warmup (see :func:`warmup_factor`). Every optimizer that has
-one uses its multi-tensor (``foreach``) implementation, also on the CPU, where it is faster for
-these many-small-tensor models; the results agree with the single-tensor paths to round-off.
+A method is named ``<prefix>-<argument>`` (an AM scope, a fixed beta); each prefix is one
+:class:`Kind` in :data:`KINDS`, the only place that knows how to build it. AM keeps its defaults
+(``lambd = 0.1``, ``beta_max = 0.9`` / ``beta1_max = 0.89``). A ``+warmup`` suffix adds a linear
+learning-rate warmup (see :func:`warmup_factor`). Every optimizer that has one uses its
+multi-tensor (``foreach``) implementation, also on the CPU, where it is faster for these
+many-small-tensor models; the results agree with the single-tensor paths to round-off.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -27,9 +33,103 @@ import adamem
 
 from .heavy_ball import HeavyBall
 
-FIXED_BETAS = (0.0, 0.5, 0.9, 0.95, 0.99)
-TORCH_SGD_MOMENTUM = 0.9
+AM_SCOPES = ("tensor", "global")
+FIXED_BETAS = ("0", "0.5", "0.9", "0.95", "0.99")
+NESTEROV_BETAS = FIXED_BETAS[1:]  # Nesterov needs momentum (torch's SGD refuses 0)
 WARMUP_SUFFIX = "+warmup"
+
+# (params, lr, weight_decay, argument) -> the optimizer; weight_decay is 0 for the sgd family.
+Builder = Callable[[Iterable[Tensor], float, float, str], Optimizer]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """The methods named ``<prefix>-<argument>``: ``build`` makes one for its argument, ``grid``
+    holds the arguments that :func:`family_methods` compares, in report order."""
+
+    prefix: str
+    family: str  # "sgd" or "adam"
+    build: Builder
+    grid: tuple[str, ...]
+    beta_cap: float | None = None  # AM's cap on beta (its default); None for fixed momentum
+
+    @property
+    def adaptive(self) -> bool:
+        """True for AM methods: those with a cap on their solved beta."""
+        return self.beta_cap is not None
+
+
+def _amsgd(params: Iterable[Tensor], lr: float, weight_decay: float, scope: str) -> Optimizer:
+    return adamem.AMSGD(params, lr=lr, scope=scope, foreach=True)
+
+
+def _amsgd_nesterov(
+    params: Iterable[Tensor], lr: float, weight_decay: float, scope: str
+) -> Optimizer:
+    return adamem.AMSGD(params, lr=lr, scope=scope, nesterov=True, foreach=True)
+
+
+def _heavy_ball(params: Iterable[Tensor], lr: float, weight_decay: float, beta: str) -> Optimizer:
+    return HeavyBall(params, lr=lr, beta=float(beta))
+
+
+def _torch_sgd(params: Iterable[Tensor], lr: float, weight_decay: float, beta: str) -> Optimizer:
+    momentum = float(beta)
+    return torch.optim.SGD(params, lr=lr * (1 - momentum), momentum=momentum, foreach=True)
+
+
+def _torch_sgd_nesterov(
+    params: Iterable[Tensor], lr: float, weight_decay: float, beta: str
+) -> Optimizer:
+    momentum = float(beta)
+    return torch.optim.SGD(
+        params, lr=lr * (1 - momentum), momentum=momentum, nesterov=True, foreach=True
+    )
+
+
+def _amadamw(params: Iterable[Tensor], lr: float, weight_decay: float, scope: str) -> Optimizer:
+    return adamem.AMAdamW(params, lr=lr, weight_decay=weight_decay, scope=scope, foreach=True)
+
+
+def _amadamw_nesterov(
+    params: Iterable[Tensor], lr: float, weight_decay: float, scope: str
+) -> Optimizer:
+    return adamem.AMAdamW(
+        params, lr=lr, weight_decay=weight_decay, scope=scope, nesterov=True, foreach=True
+    )
+
+
+def _torch_nadamw(params: Iterable[Tensor], lr: float, weight_decay: float, beta: str) -> Optimizer:
+    return torch.optim.NAdam(
+        params,
+        lr=lr,
+        betas=(float(beta), 0.999),
+        eps=1e-8,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=True,
+        foreach=True,
+    )
+
+
+def _torch_adamw(params: Iterable[Tensor], lr: float, weight_decay: float, beta: str) -> Optimizer:
+    betas = (float(beta), 0.999)
+    return torch.optim.AdamW(
+        params, lr=lr, betas=betas, eps=1e-8, weight_decay=weight_decay, foreach=True
+    )
+
+
+# A family's methods come in this order: AM first, then the fixed-momentum baselines.
+KINDS = (
+    Kind("amsgd", "sgd", _amsgd, AM_SCOPES, beta_cap=0.9),
+    Kind("amsgd-nesterov", "sgd", _amsgd_nesterov, ("tensor",), beta_cap=0.9),
+    Kind("hb", "sgd", _heavy_ball, FIXED_BETAS),
+    Kind("sgd", "sgd", _torch_sgd, ("0.9",)),
+    Kind("sgd-nesterov", "sgd", _torch_sgd_nesterov, NESTEROV_BETAS),
+    Kind("amadamw", "adam", _amadamw, AM_SCOPES, beta_cap=0.89),
+    Kind("amadamw-nesterov", "adam", _amadamw_nesterov, ("tensor",), beta_cap=0.89),
+    Kind("adamw", "adam", _torch_adamw, FIXED_BETAS),
+    Kind("nadamw", "adam", _torch_nadamw, NESTEROV_BETAS),
+)
 
 
 @dataclass(frozen=True)
@@ -37,8 +137,7 @@ class Method:
     """An optimizer configuration; ``build`` makes it for given parameters and learning rate."""
 
     name: str
-    family: str  # "sgd" or "adam"
-    adaptive: bool  # True for AM methods
+    kind: Kind = field(repr=False)
     warmup: bool = False
 
     @property
@@ -47,60 +146,54 @@ class Method:
         return self.name.removesuffix(WARMUP_SUFFIX)
 
     @property
+    def family(self) -> str:
+        return self.kind.family
+
+    @property
+    def adaptive(self) -> bool:
+        """True for AM methods."""
+        return self.kind.adaptive
+
+    @property
     def beta_cap(self) -> float | None:
         """AM's cap on beta (its default), ``None`` for a fixed-momentum method."""
-        if not self.adaptive:
-            return None
-        return 0.9 if self.family == "sgd" else 0.89
+        return self.kind.beta_cap
 
     def build(self, params: Iterable[Tensor], lr: float, weight_decay: float) -> Optimizer:
         """The optimizer; ``weight_decay`` is decoupled for the adam family and unused for sgd."""
-        kind, _, arg = self.base.partition("-")
-        if kind == "amsgd":
-            return adamem.AMSGD(params, lr=lr, scope=arg, foreach=True)
-        if kind == "hb":
-            return HeavyBall(params, lr=lr, beta=float(arg))
-        if kind == "sgd":
-            momentum = float(arg)
-            return torch.optim.SGD(params, lr=lr * (1 - momentum), momentum=momentum, foreach=True)
-        if kind == "amadamw":
-            return adamem.AMAdamW(params, lr=lr, weight_decay=weight_decay, scope=arg, foreach=True)
-        if kind == "adamw":
-            betas = (float(arg), 0.999)
-            return torch.optim.AdamW(
-                params, lr=lr, betas=betas, eps=1e-8, weight_decay=weight_decay, foreach=True
-            )
-        raise ValueError(f"unknown method {self.name!r}")
+        argument = self.base.removeprefix(f"{self.kind.prefix}-")
+        return self.kind.build(params, lr, weight_decay, argument)
 
 
 def family_methods(family: str) -> list[Method]:
-    """Every method of a family: the two AM scopes, then the fixed-momentum baselines.
+    """Every method of a family: the AM methods, then the fixed-momentum baselines.
 
-    >>> [m.name for m in family_methods("adam")][:3]
-    ['amadamw-tensor', 'amadamw-global', 'adamw-0']
+    >>> [m.name for m in family_methods("adam")][:4]
+    ['amadamw-tensor', 'amadamw-global', 'amadamw-nesterov-tensor', 'adamw-0']
     """
-    if family == "sgd":
-        names = ["amsgd-tensor", "amsgd-global", *(f"hb-{b:g}" for b in FIXED_BETAS)]
-        names.append(f"sgd-{TORCH_SGD_MOMENTUM:g}")
-    elif family == "adam":
-        names = ["amadamw-tensor", "amadamw-global", *(f"adamw-{b:g}" for b in FIXED_BETAS)]
-    else:
+    kinds = [kind for kind in KINDS if kind.family == family]
+    if not kinds:
         raise ValueError(f"unknown family {family!r}")
-    return [method(name) for name in names]
+    return [Method(f"{kind.prefix}-{argument}", kind) for kind in kinds for argument in kind.grid]
 
 
 def method(name: str) -> Method:
-    """The method called ``name``, e.g. ``"hb-0.9"`` or ``"amadamw-tensor+warmup"``.
+    """The method called ``name``, e.g. ``"hb-0.9"`` or ``"amadamw-tensor+warmup"``; of the
+    kinds whose prefix it starts with, the longest prefix wins (``amsgd-nesterov-tensor`` would
+    not be an ``amsgd`` method).
 
-    >>> method("amadamw-tensor+warmup")
-    Method(name='amadamw-tensor+warmup', family='adam', adaptive=True, warmup=True)
+    >>> chosen = method("amadamw-tensor+warmup")
+    >>> chosen
+    Method(name='amadamw-tensor+warmup', warmup=True)
+    >>> chosen.family, chosen.adaptive, chosen.beta_cap
+    ('adam', True, 0.89)
     """
     base = name.removesuffix(WARMUP_SUFFIX)
-    kind = base.partition("-")[0]
-    families = {"amsgd": "sgd", "hb": "sgd", "sgd": "sgd", "amadamw": "adam", "adamw": "adam"}
-    if kind not in families:
+    kinds = [kind for kind in KINDS if base.startswith(f"{kind.prefix}-")]
+    if not kinds:
         raise ValueError(f"unknown method {name!r}")
-    return Method(name, families[kind], kind.startswith("am"), warmup=base != name)
+    kind = max(kinds, key=lambda candidate: len(candidate.prefix))
+    return Method(name, kind, warmup=base != name)
 
 
 def warmup_factor(step: int, warmup_steps: int) -> float:
