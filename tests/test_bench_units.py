@@ -5,7 +5,7 @@ import torch
 
 from adamem.bench.heavy_ball import HeavyBall
 from adamem.bench.methods import family_methods, method
-from adamem.bench.store import ResultStore
+from adamem.bench.store import CorruptRecord, ResultStore
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.5, 0.9])
@@ -54,8 +54,36 @@ def test_families_hold_the_issue_grid():
     assert amadamw.param_groups[0]["betas"] == (0.89, 0.999)  # AM keeps its defaults
 
 
-def test_store_rejects_a_corrupt_record_before_the_last_line(tmp_path):
+@pytest.mark.parametrize(
+    ("line", "found"),
+    [
+        ('{"key": ', """'{"key": ' (not JSON: Expecting value"""),
+        ("{}", """'{}' (no "key")"""),
+        ("[1, 2]", """'[1, 2]' (no "key")"""),
+        ("x" * 50, f"'{'x' * 40}...' (not JSON"),
+    ],
+)
+def test_store_names_the_line_and_what_it_expected_of_a_corrupt_record(tmp_path, line, found):
     path = tmp_path / "results.jsonl"
-    path.write_text('{"key": "a"}\n{"key": \n{"key": "c"}\n')
-    with pytest.raises(ValueError, match="results.jsonl:2"):
+    path.write_text(f'{{"key": "a"}}\n{line}\n{{"key": "c"}}\n')
+    with pytest.raises(CorruptRecord) as error:
         ResultStore(path).load()
+    expected = f'{path}:2: expected a JSON object with a "key" on every line, found {found}'
+    assert str(error.value).startswith(expected)
+    assert (error.value.path, error.value.number) == (path, 2)
+
+
+def test_setting_aside_corrupt_lines_loses_nothing(tmp_path):
+    store = ResultStore(tmp_path / "results.jsonl")
+    store.corrupt_path.write_text("set aside before\n")
+    store.path.write_text('{"key": "a"}\ngarbage\n\n{"key": "b"}\n{}\n{"key": "partial')
+    assert store.set_aside_corrupt() == 2
+    assert store.corrupt_path.read_text() == "set aside before\ngarbage\n{}\n"
+    assert store.path.read_text() == '{"key": "a"}\n{"key": "b"}\n{"key": "partial'
+    assert store.set_aside_corrupt() == 0
+    store.append({"key": "c"})  # the partial line is cut off as before
+    assert [record["key"] for record in store.load()] == ["a", "b", "c"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "results.jsonl",
+        "results.jsonl.corrupt",
+    ]
