@@ -1,42 +1,13 @@
 """The ``adamem`` command line on a core install: help and argument errors need only torch."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from helpers import run_with_torch_only
 
-import adamem
 from adamem.cli import BENCH_MODULES
 
-SOURCES = str(Path(adamem.__file__).parents[1])
 
-# Runs the command line in a fresh interpreter where the bench extra's packages (and scipy,
-# which some of them pull in) cannot be imported, as on an install of torch alone.
-CORE_INSTALL = """
-import sys
-
-class Absent:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in {blocked!r}:
-            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-
-sys.meta_path.insert(0, Absent())
-from adamem.cli import main
-sys.exit(main(sys.argv[1:]))
-""".format(blocked=(*BENCH_MODULES, "scipy"))
-
-
-def adamem_on_core_install(*args: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "PYTHONPATH": SOURCES}
-    return subprocess.run(
-        [sys.executable, "-c", CORE_INSTALL, *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
-    )
+def adamem_on_core_install(*args: str):
+    return run_with_torch_only("-m", "adamem", *args)
 
 
 def test_help_needs_only_torch():
@@ -58,6 +29,7 @@ def test_help_needs_only_torch():
         (["--suite", "huge"], "argument --suite: invalid choice: 'huge'"),
         (["--tasks", "mnist"], "argument --tasks: invalid choice: 'mnist'"),
         (["--device", "tpu"], "argument --device: unknown device 'tpu'"),
+        (["--verbose"], "unrecognized arguments: --verbose"),
     ],
 )
 def test_argument_errors_exit_2_with_a_message_and_no_traceback(args, message):
