@@ -1,5 +1,7 @@
 """Unit tests of the benchmark's pieces: the heavy-ball baseline, methods, the results file."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -87,3 +89,25 @@ def test_setting_aside_corrupt_lines_loses_nothing(tmp_path):
         "results.jsonl",
         "results.jsonl.corrupt",
     ]
+
+
+def test_plot_styles_separate_am_from_baselines_and_every_method_from_the_others():
+    pytest.importorskip("numpy")
+    from adamem.bench.plots import LOOKS, _styles
+
+    for family in ("sgd", "adam"):
+        methods = [SimpleNamespace(method=m) for m in family_methods(family)]
+        styles = _styles(methods, points=40)
+        looks = {name: (s["color"], s["linestyle"], s["marker"]) for name, s in styles.items()}
+        assert sorted(looks) == sorted(m.method.name for m in methods)
+        for index in range(3):  # colours, dash patterns and markers each differ within a kind
+            for adaptive in (True, False):
+                kind = [
+                    looks[m.method.name][index] for m in methods if m.method.adaptive == adaptive
+                ]
+                assert len(set(map(str, kind))) == len(kind)
+        am_colours = {styles[m.method.name]["color"] for m in methods if m.method.adaptive}
+        assert am_colours <= set(LOOKS[True].colours)
+        assert not am_colours & set(LOOKS[False].colours)
+        markevery = [styles[m.method.name]["markevery"] for m in methods]
+        assert len(set(markevery)) > 1 and all(every == 5 for _, every in markevery)
