@@ -1,4 +1,4 @@
-"""AM next to torch's fixed momentum on one small problem, with torch alone, in seconds.
+"""AM next to torch's fixed momentum on one small problem, with torch alone.
 
 A small MLP fits a noisy random teacher network from minibatches. torch's AdamW and AMAdamW
 train it from the same initial weights on the same batches, then torch's SGD with momentum 0.9
