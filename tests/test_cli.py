@@ -1,9 +1,11 @@
 """The ``adamem`` command line on a core install: help and argument errors need only torch."""
 
+from pathlib import Path
+
 import pytest
 from helpers import run_with_torch_only
 
-from adamem.cli import BENCH_MODULES
+from adamem.cli import BENCH_MODULES, main
 
 
 def adamem_on_core_install(*args: str):
@@ -54,3 +56,10 @@ def test_running_without_the_bench_extra_says_how_to_install_it(tmp_path):
     assert 'pip install -e ".[bench]"' in result.stderr
     assert f"missing: {', '.join(BENCH_MODULES)}" in result.stderr
     assert not out.exists()
+
+
+def test_the_default_out_is_checked_too(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("bench-results").write_text("notes\n")
+    assert main(["bench", "--suite", "smoke"]) == 2
+    assert "argument --out: bench-results exists and is not a directory" in capsys.readouterr().err

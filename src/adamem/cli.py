@@ -49,6 +49,7 @@ def _output_directory(text: str) -> Path:
 def _parser() -> argparse.ArgumentParser:
     from .bench.benchmark import RESULTS, default_jobs
     from .bench.plan import DEFAULT_SEEDS
+    from .bench.store import ResultStore
     from .bench.tasks import SUITES, TASKS
 
     parser = argparse.ArgumentParser(prog="adamem", description=__doc__.split("\n\n")[0])
@@ -82,15 +83,15 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--out",
         type=_output_directory,
-        default=Path("bench-results"),
+        default="bench-results",  # a string, so that argparse checks it with the type too
         help="output directory (default: bench-results)",
     )
     bench.add_argument("--resume", action="store_true", help="continue the results in --out")
     bench.add_argument(
         "--set-aside-corrupt",
         action="store_true",
-        help=f"move unreadable lines of --out's {RESULTS} into a side file next to it, "
-        "then continue (implies --resume)",
+        help=f"move the lines of --out's {RESULTS} that are not records, unchanged, to "
+        f"{ResultStore(Path(RESULTS)).corrupt_path} next to it, then continue (implies --resume)",
     )
     bench.add_argument(
         "--jobs",
