@@ -43,6 +43,8 @@ def make_data(samples: int = 2048, features: int = 20, held_out: int = 512) -> D
 
 @dataclass
 class Run:
+    """What one training run printed comes from."""
+
     losses: list[float]  # training loss of each step's minibatch
     held_out: float
     betas: torch.Tensor | None  # AM's beta[step, tensor] from the second step on; None for torch's
@@ -58,9 +60,13 @@ def beta_cap(optimizer: Optimizer) -> float | None:
 
 
 def train(make_optimizer: OptimizerFactory, data: Data) -> Run:
+    """``STEPS`` steps on minibatches of ``BATCH``, then the loss on the held-out data."""
     (train_x, train_y), (test_x, test_y) = data
     torch.manual_seed(0)  # the same initial weights for every optimizer
-    model = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1))
+    features = train_x.shape[1]
+    model = torch.nn.Sequential(
+        torch.nn.Linear(features, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1)
+    )
     optimizer = make_optimizer(model.parameters())
     cap = beta_cap(optimizer)
     batches = torch.Generator().manual_seed(1)  # and the same minibatches
@@ -79,7 +85,9 @@ def train(make_optimizer: OptimizerFactory, data: Data) -> Run:
     return Run(losses, held_out, torch.stack(betas) if betas else None, cap)
 
 
-def compare(fixed: tuple[str, OptimizerFactory], am: tuple[str, OptimizerFactory], data: Data):
+def compare(
+    fixed: tuple[str, OptimizerFactory], am: tuple[str, OptimizerFactory], data: Data
+) -> None:
     """Train both and print them side by side, ``WINDOW`` steps per line."""
     (fixed_name, make_fixed), (am_name, make_am) = fixed, am
     fixed_run, am_run = train(make_fixed, data), train(make_am, data)
