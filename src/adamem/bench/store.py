@@ -83,7 +83,7 @@ class ResultStore:
         unchanged) and keep the others in order; return the number of lines moved.
 
         The side file is synced before the results file is replaced, so an interruption can
-        leave a line in both files but never in neither.
+        leave a line in both files, never in none.
 
         >>> import tempfile
         >>> store = ResultStore(Path(tempfile.mkdtemp()) / "results.jsonl")
