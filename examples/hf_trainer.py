@@ -3,7 +3,7 @@
 The model is built from a config with random weights and the data are generated, so nothing is
 downloaded. Run it with::
 
-    pip install "adamem[hf,tensorboard]"
+    pip install -e ".[hf,tensorboard]"    # from the repository root
     python examples/hf_trainer.py --output-dir /tmp/adamem-hf
     tensorboard --logdir /tmp/adamem-hf/runs
 

@@ -4,7 +4,7 @@
 ``Trainer`` has (TensorBoard, CSV, W&B...), at the optimizer steps Lightning counts as
 ``global_step``. Run it with::
 
-    pip install "adamem[lightning]"
+    pip install -e ".[lightning]"    # from the repository root
     python examples/lightning_module.py --output-dir /tmp/adamem-lightning
 
 ``tests/test_integrations_lightning.py`` runs :func:`train` for a few steps.

@@ -1,10 +1,14 @@
 """Shared test data and helpers: the spec's vectors, the optimizer registry (every test draws its
-optimizers from :data:`CASES`), float64 problems and the path-equality trajectory."""
+optimizers from :data:`CASES`), float64 problems, the path-equality trajectory, and a
+torch-only interpreter."""
 
 from __future__ import annotations
 
 import inspect
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,3 +243,44 @@ def trajectory(
     optimizer = case.make(two_groups(params, scope), scope=scope, **path)
     run(optimizer, params, steps=steps, lrs=LRS, skip_every=skip_every)
     return state_tensors(optimizer, params)
+
+
+# Makes the top-level packages named in argv[1] unimportable, as on an install of torch alone,
+# then runs the rest of argv like `python` would: `-m module args...` or `script args...`.
+_TORCH_ONLY = """
+import runpy, sys
+from importlib.machinery import PathFinder
+
+blocked = set(sys.argv[1].split(","))
+
+class PathFinderWithout(PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.partition(".")[0] in blocked:
+            return None
+        return super().find_spec(name, path, target)
+
+sys.meta_path = [PathFinderWithout if f is PathFinder else f for f in sys.meta_path]
+if sys.argv[2] == "-m":
+    sys.argv = sys.argv[3:]
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+else:
+    sys.argv = sys.argv[2:]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def run_with_torch_only(*argv: str) -> subprocess.CompletedProcess:
+    """``python *argv`` in a fresh interpreter that imports this checkout's adamem and cannot
+    import the optional packages (the bench extra's, and scipy)."""
+    from adamem.cli import BENCH_MODULES
+
+    blocked = ",".join((*BENCH_MODULES, "scipy"))
+    sources = str(Path(adamem.__file__).parents[1])
+    return subprocess.run(
+        [sys.executable, "-c", _TORCH_ONLY, blocked, *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": sources},
+        timeout=300,
+    )

@@ -150,6 +150,20 @@ def test_cli_refuses_to_overwrite_and_unknown_devices(tmp_path, capsys):
         assert main(["bench", "--device", "cuda", "--out", str(tmp_path)]) == 2
 
 
+def test_cli_reports_a_corrupt_results_file_in_one_line_and_can_set_it_aside(tmp_path, capsys):
+    results = tmp_path / RESULTS
+    results.write_text("garbage\n{}\n")
+    args = ["bench", "--suite", "smoke", "--tasks", "quadratic", "--seeds", "1", "--jobs", "1"]
+    assert main([*args, "--out", str(tmp_path), "--resume"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"{results}:1: expected a JSON object" in error
+    assert "--set-aside-corrupt" in error and f"{results}.corrupt" in error
+
+    assert main([*args, "--out", str(tmp_path), "--set-aside-corrupt"]) == 0
+    assert (tmp_path / f"{RESULTS}.corrupt").read_text() == "garbage\n{}\n"
+    assert len(_lines(results)) == len(plan("smoke", ["quadratic"], 1, "cpu"))
+
+
 def test_mnist1d_is_generated_locally_without_network(monkeypatch):
     import requests
 

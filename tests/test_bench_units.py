@@ -2,6 +2,7 @@
 the length of warmups."""
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import adamem
 from adamem.bench.heavy_ball import HeavyBall
 from adamem.bench.methods import family_methods, method
 from adamem.bench.plan import plan
-from adamem.bench.store import ResultStore
+from adamem.bench.store import CorruptRecord, ResultStore
 from adamem.bench.tasks import MIN_WARMUP_STEPS, SUITES, TASKS, warmup_steps
 
 
@@ -102,11 +103,61 @@ def test_unknown_methods_and_families_are_errors():
         family_methods("lion")
 
 
-def test_store_rejects_a_corrupt_record_before_the_last_line(tmp_path):
+@pytest.mark.parametrize(
+    ("line", "found"),
+    [
+        ('{"key": ', """'{"key": ' (not JSON: Expecting value"""),
+        ("{}", """'{}' (no "key")"""),
+        ("[1, 2]", """'[1, 2]' (no "key")"""),
+        ("x" * 50, f"'{'x' * 40}...' (not JSON"),
+    ],
+)
+def test_store_names_the_line_and_what_it_expected_of_a_corrupt_record(tmp_path, line, found):
     path = tmp_path / "results.jsonl"
-    path.write_text('{"key": "a"}\n{"key": \n{"key": "c"}\n')
-    with pytest.raises(ValueError, match="results.jsonl:2"):
+    path.write_text(f'{{"key": "a"}}\n{line}\n{{"key": "c"}}\n')
+    with pytest.raises(CorruptRecord) as error:
         ResultStore(path).load()
+    expected = f'{path}:2: expected a JSON object with a "key" on every line, found {found}'
+    assert str(error.value).startswith(expected)
+    assert (error.value.path, error.value.number) == (path, 2)
+
+
+def test_setting_aside_corrupt_lines_loses_nothing(tmp_path):
+    store = ResultStore(tmp_path / "results.jsonl")
+    store.corrupt_path.write_text("set aside before\n")
+    store.path.write_text('{"key": "a"}\ngarbage\n\n{"key": "b"}\n{}\n{"key": "partial')
+    assert store.set_aside_corrupt() == 2
+    assert store.corrupt_path.read_text() == "set aside before\ngarbage\n{}\n"
+    assert store.path.read_text() == '{"key": "a"}\n{"key": "b"}\n{"key": "partial'
+    assert store.set_aside_corrupt() == 0
+    store.append({"key": "c"})  # the partial line is cut off as before
+    assert [record["key"] for record in store.load()] == ["a", "b", "c"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "results.jsonl",
+        "results.jsonl.corrupt",
+    ]
+
+
+def test_plot_styles_separate_am_from_baselines_and_every_method_from_the_others():
+    pytest.importorskip("numpy")
+    from adamem.bench.plots import LOOKS, _styles
+
+    for family in ("sgd", "adam"):
+        methods = [SimpleNamespace(method=m) for m in family_methods(family)]
+        styles = _styles(methods, points=40)
+        looks = {name: (s["color"], s["linestyle"], s["marker"]) for name, s in styles.items()}
+        assert sorted(looks) == sorted(m.method.name for m in methods)
+        for index in range(3):  # colours, dash patterns and markers each differ within a kind
+            for adaptive in (True, False):
+                kind = [
+                    looks[m.method.name][index] for m in methods if m.method.adaptive == adaptive
+                ]
+                assert len(set(map(str, kind))) == len(kind)
+        am_colours = {styles[m.method.name]["color"] for m in methods if m.method.adaptive}
+        assert am_colours <= set(LOOKS[True].colours)
+        assert not am_colours & set(LOOKS[False].colours)
+        markevery = [styles[m.method.name]["markevery"] for m in methods]
+        assert len(set(markevery)) > 1 and all(every == 5 for _, every in markevery)
 
 
 def test_every_suite_plans_warmups_of_at_least_the_minimum_length():

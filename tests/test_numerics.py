@@ -1,4 +1,7 @@
-"""No NaN or inf from finite inputs: degenerate gradients, extreme scales, fp16, bf16."""
+"""Where NaN and inf can come from: not from degenerate gradients, extreme scales, fp16 or bf16;
+from too large a learning rate, as with torch's optimizers, with beta still in range."""
+
+import copy
 
 import pytest
 import torch
@@ -159,3 +162,24 @@ def check_finite_inputs_give_finite_outputs(
         optimizer.step()
     max_finite = torch.finfo(torch.float32 if dtype == torch.float16 else dtype).max
     assert_finite(optimizer, params, (10.0**log_scale * 10) ** 2 > max_finite)
+
+
+@pytest.mark.parametrize("foreach", [False, True, None])  # None: the fused path
+def test_too_large_a_learning_rate_diverges_like_torch_sgd_with_beta_in_range(foreach):
+    """The guarantee is about beta, not the parameters: on finite data, lr = 1e6 takes the
+    parameters to NaN within a few steps, as the same step size does with torch's SGD."""
+    torch.manual_seed(0)
+    inputs, targets = torch.randn(64, 10), torch.randn(64, 1)
+    start = torch.nn.Sequential(torch.nn.Linear(10, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1))
+    am_model, torch_model = copy.deepcopy(start), copy.deepcopy(start)
+    am = adamem.AMSGD(am_model.parameters(), lr=1e6, foreach=foreach)
+    sgd = torch.optim.SGD(torch_model.parameters(), lr=1e6 * (1 - 0.9), momentum=0.9)
+    for _ in range(10):
+        for model, optimizer in ((am_model, am), (torch_model, sgd)):
+            optimizer.zero_grad()
+            torch.nn.functional.mse_loss(model(inputs), targets).backward()
+            optimizer.step()
+        betas = torch.stack([am.state[p]["beta"] for p in am_model.parameters()])
+        assert ((betas >= 0) & (betas <= 0.9)).all()  # False for a NaN beta
+    for model in (am_model, torch_model):
+        assert all(torch.isnan(p).any() for p in model.parameters())

@@ -28,13 +28,16 @@ def run_benchmark(
     resume: bool = False,
     jobs: int = 1,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    set_aside_corrupt: bool = False,
 ) -> Path:
     """Run every planned run missing from ``out/results.jsonl``, then write ``out/report.md``,
     ``out/summary.md`` and the plots from the records of the plan; return the report's path.
 
     Without ``resume`` an existing results file with records is an error. ``jobs`` worker
     processes run at once (on CUDA they share the device). ``on_record`` sees each new record
-    after it is saved.
+    after it is saved. A line of the results file that is not a record raises
+    :class:`~.store.CorruptRecord`, unless ``set_aside_corrupt`` first moves such lines to a side
+    file (:meth:`~.store.ResultStore.set_aside_corrupt`).
     """
     from tqdm import tqdm
 
@@ -42,6 +45,10 @@ def run_benchmark(
 
     specs = plan(suite, tasks, seeds, device)
     store = ResultStore(Path(out) / RESULTS)
+    if set_aside_corrupt and (moved := store.set_aside_corrupt()):
+        tqdm.write(
+            f"adamem bench: moved {moved} corrupt line(s) of {store.path} to {store.corrupt_path}"
+        )
     finished = store.keys()
     if finished and not resume:
         raise FileExistsError(f"{store.path} already has results; pass --resume to continue it")

@@ -1,7 +1,7 @@
 """Datasets, all generated or shipped offline; every split is fixed (independent of the run seed).
 
-scikit-learn and mnist1d are imported inside the loaders, so that importing this module needs
-neither (they come with the ``bench`` extra).
+numpy, scikit-learn and mnist1d are imported inside the loaders, so that importing this module
+needs none of them (they come with the ``bench`` extra).
 """
 
 from __future__ import annotations
@@ -11,10 +11,13 @@ import hashlib
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SPLIT_SEED = 0
 
@@ -54,6 +57,7 @@ def _to_split(arrays: tuple[np.ndarray, ...], dtype: torch.dtype) -> Split:
 def breast_cancer() -> Split:
     """scikit-learn's breast_cancer, 80/20 train/test (no validation: an optimisation task),
     standardised with training statistics, float64."""
+    import numpy as np
     from sklearn.datasets import load_breast_cancer
     from sklearn.model_selection import train_test_split
 
@@ -83,6 +87,7 @@ def mnist1d(validation: int = 400) -> Split:
 
     ``make_dataset`` reseeds numpy's and Python's global generators; runs reseed afterwards.
     """
+    import numpy as np
     from mnist1d.data import get_dataset_args, make_dataset
 
     data = make_dataset(get_dataset_args())

@@ -3,12 +3,17 @@
 matplotlib is used through :class:`matplotlib.figure.Figure` (no pyplot, no global state).
 Values that are not positive (an optimality gap below round-off) are left out of the
 logarithmic axes.
+
+AM methods and fixed-momentum baselines are drawn from two palettes (warm and cool), AM
+heavier; within each, every method also has its own dash pattern and marker, so that curves
+that coincide (AM's tensor and global scopes often do) stay visible.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +25,56 @@ DPI = 100
 PANEL = (5.4, 3.9)  # inches per panel
 MARGINS = {"left": 0.95, "right": 0.15, "bottom": 0.55, "top": 0.35}  # inches
 KEYS = ("mean", "low", "high")
+
+
+@dataclass(frozen=True)
+class Look:
+    """How one kind of method is drawn: its palette, line width, layer and band opacity."""
+
+    colours: tuple[str, ...]
+    linewidth: float
+    zorder: int
+    band_alpha: float
+
+
+LOOKS = {  # by Method.adaptive
+    True: Look(("tab:red", "tab:orange", "tab:brown", "tab:pink"), 2.0, 3, 0.18),
+    False: Look(
+        (
+            "tab:blue",
+            "tab:green",
+            "tab:purple",
+            "tab:cyan",
+            "tab:olive",
+            "tab:gray",
+            "black",
+            "navy",
+            "darkgreen",
+            "slateblue",
+            "darkcyan",
+        ),
+        1.2,
+        2,
+        0.07,
+    ),
+}
+# gaps wide enough for a coinciding line drawn earlier to show through
+DASHES = (
+    "-",
+    (0, (4, 3)),
+    (0, (1, 2)),
+    (0, (6, 2, 1, 2)),
+    (0, (3, 2, 1, 2, 1, 2)),
+    (0, (8, 3)),
+    (0, (2, 2, 6, 2)),
+    (0, (1, 1)),
+    (0, (5, 1, 1, 1)),
+    (0, (10, 2, 2, 2)),
+    (0, (2, 4)),
+)
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h")
+MARKER_FILLS = ("full", "none")  # alternating, so that markers at the same point stay visible
+MARKS_PER_LINE = 8  # on curves with more evaluation points, markers are spread out
 
 
 def _new_figure(rows: int, columns: int) -> tuple[Any, np.ndarray]:
@@ -46,12 +101,26 @@ def _save(figure: Any, path: Path) -> Path:
     return path
 
 
-def _style(summary: MethodSummary, index: int) -> dict[str, Any]:
-    if summary.method.adaptive:
-        return {"color": f"C{index % 4}", "linewidth": 2.2, "zorder": 3}
-    from matplotlib import colormaps
-
-    return {"color": colormaps["viridis"](0.15 + 0.13 * index), "linewidth": 1.1, "alpha": 0.9}
+def _styles(methods: list[MethodSummary], points: int = 0) -> dict[str, dict[str, Any]]:
+    """Line style by method name: the n-th AM method (or the n-th baseline) takes the n-th
+    colour of its kind's palette, dash pattern, marker and marker fill. With ``points`` > 0,
+    markers are spread over the curve's points and staggered between methods."""
+    every = max(1, -(-points // MARKS_PER_LINE))
+    styles = {}
+    for adaptive, look in LOOKS.items():
+        names = [summary.method.name for summary in methods if summary.method.adaptive == adaptive]
+        for rank, name in enumerate(names):
+            styles[name] = {
+                "color": look.colours[rank % len(look.colours)],
+                "linestyle": DASHES[rank % len(DASHES)],
+                "marker": MARKERS[rank % len(MARKERS)],
+                "markersize": 4,
+                "fillstyle": MARKER_FILLS[rank % len(MARKER_FILLS)],
+                "linewidth": look.linewidth,
+                "zorder": look.zorder,
+                **({"markevery": (rank % every, every)} if points else {}),
+            }
+    return styles
 
 
 def _positive(values: np.ndarray) -> np.ndarray:
@@ -68,20 +137,23 @@ def plot_curves(task: TaskSummary, path: Path) -> Path:
     figure, axes = _new_figure(1, len(task.families))
     metric = task.task.select
     for axis, family in zip(axes[0], task.families):
-        for index, summary in enumerate(family.methods):
+        points = max(len(run["curve"]["step"]) for s in family.methods for run in s.runs)
+        styles = _styles(family.methods, points)
+        for summary in family.methods:
             finished = [run for run in summary.runs if not run["diverged"]]
             if not finished:
                 continue
             steps = np.array(finished[0]["curve"]["step"])
             values = _positive(np.array([run["curve"][metric] for run in finished], dtype=float))
-            style = _style(summary, index)
+            style = styles[summary.method.name]
             with warnings.catch_warnings():  # steps where every seed is at round-off
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean, low, high = (
                     reduce(values, 0) for reduce in (np.nanmean, np.nanmin, np.nanmax)
                 )
             axis.plot(steps, mean, label=_label(summary), **style)
-            axis.fill_between(steps, low, high, color=style["color"], alpha=0.15, linewidth=0)
+            band_alpha = LOOKS[summary.method.adaptive].band_alpha
+            axis.fill_between(steps, low, high, color=style["color"], alpha=band_alpha, linewidth=0)
         axis.set(yscale="log", xlabel="step", ylabel=metric)
         axis.set_title(f"{task.task.name}: {family.family} family")
         axis.legend(fontsize=7)
@@ -123,15 +195,16 @@ def plot_lr_sweep(task: TaskSummary, path: Path) -> Path:
     seed; points where a seed diverged are left out."""
     figure, axes = _new_figure(1, len(task.families))
     for axis, family in zip(axes[0], task.families):
-        for index, summary in enumerate(family.methods):
+        styles = _styles(family.methods)
+        for summary in family.methods:
             points = sorted((lr, s) for lr, s in summary.by_lr.items() if s.finite and s.mean > 0)
             if not points:
                 continue
             lrs = [lr for lr, _ in points]
             means, lows, highs = (np.array([getattr(s, k) for _, s in points]) for k in KEYS)
             bars = np.nan_to_num([means - _positive(lows), highs - means])
-            style = {**_style(summary, index), "marker": "o", "markersize": 3, "capsize": 2}
-            axis.errorbar(lrs, means, yerr=bars, label=summary.method.name, **style)
+            style = styles[summary.method.name]
+            axis.errorbar(lrs, means, yerr=bars, label=summary.method.name, capsize=2, **style)
         axis.set(xscale="log", yscale="log", xlabel="learning rate")
         axis.set(ylabel=f"final {task.task.select}", title=f"{task.task.name}: {family.family}")
         axis.legend(fontsize=7)

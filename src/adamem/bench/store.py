@@ -6,7 +6,10 @@ the selection metric and of the training loss, AM's ``beta`` summaries (or ``Non
 ``wall_time_s``, ``cpu_time_s``, ``finished_at`` and ``versions``.
 
 Records are appended whole and synced to disk, so an interruption loses at most the line being
-written; such a truncated last line is ignored when reading and cut off before appending.
+written; such a truncated last line is ignored when reading and cut off before appending. Any
+other line that is not a JSON object with a ``"key"`` (a damaged disk, a hand edit) stops
+reading with :class:`CorruptRecord`; :meth:`ResultStore.set_aside_corrupt` moves such lines,
+unchanged, to a side file next to the results file.
 """
 
 from __future__ import annotations
@@ -15,6 +18,34 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+EXCERPT = 40  # characters of a corrupt line quoted in the error
+
+
+class CorruptRecord(ValueError):
+    """A complete line of the results file that is not a record."""
+
+    def __init__(self, path: Path, number: int, found: str):
+        self.path, self.number = path, number
+        super().__init__(
+            f'{path}:{number}: expected a JSON object with a "key" on every line, found {found}'
+        )
+
+
+def _excerpt(line: bytes) -> str:
+    text = line.decode(errors="replace")
+    return repr(text if len(text) <= EXCERPT else text[:EXCERPT] + "...")
+
+
+def _parse(path: Path, number: int, line: bytes) -> dict[str, Any]:
+    """The record on line ``number`` of ``path``; :class:`CorruptRecord` if it is none."""
+    try:
+        record = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CorruptRecord(path, number, f"{_excerpt(line)} (not JSON: {error})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("key"), str):
+        raise CorruptRecord(path, number, f'{_excerpt(line)} (no "key")')
+    return record
 
 
 class ResultStore:
@@ -35,18 +66,58 @@ class ResultStore:
         self.path = Path(path)
 
     def load(self) -> list[dict[str, Any]]:
-        """Every complete record; a final line without its newline is ignored."""
+        """Every complete record; a final line without its newline is ignored.
+
+        Raises :class:`CorruptRecord` at the first other line that is not a record.
+        """
+        complete, _ = self._lines()
+        return [_parse(self.path, number, line) for number, line in complete]
+
+    @property
+    def corrupt_path(self) -> Path:
+        """The side file that :meth:`set_aside_corrupt` appends corrupt lines to."""
+        return self.path.with_name(self.path.name + ".corrupt")
+
+    def set_aside_corrupt(self) -> int:
+        """Move every complete line that is not a record to :attr:`corrupt_path` (appended,
+        unchanged) and keep the others in order; return the number of lines moved.
+
+        The side file is synced before the results file is replaced, so an interruption can
+        leave a line in both files, never in none.
+
+        >>> import tempfile
+        >>> store = ResultStore(Path(tempfile.mkdtemp()) / "results.jsonl")
+        >>> _ = store.path.write_text('{"key": "a"}\\ngarbage\\n{}\\n{"key": "b"}\\n')
+        >>> store.set_aside_corrupt(), [r["key"] for r in store.load()]
+        (2, ['a', 'b'])
+        >>> store.corrupt_path.read_text()
+        'garbage\\n{}\\n'
+        """
+        complete, partial = self._lines()
+        kept, corrupt = [], []
+        for number, line in complete:
+            try:
+                _parse(self.path, number, line)
+            except CorruptRecord:
+                corrupt.append(line)
+            else:
+                kept.append(line)
+        if not corrupt:
+            return 0
+        _write_synced(self.corrupt_path, b"".join(line + b"\n" for line in corrupt), "ab")
+        replacement = self.path.with_name(self.path.name + ".tmp")
+        _write_synced(replacement, b"".join(line + b"\n" for line in kept) + partial, "wb")
+        os.replace(replacement, self.path)
+        return len(corrupt)
+
+    def _lines(self) -> tuple[list[tuple[int, bytes]], bytes]:
+        """The complete non-blank lines with their 1-based numbers, and the partial last line
+        (``b""`` when the file ends with a newline)."""
         if not self.path.exists():
-            return []
-        lines = self.path.read_bytes().split(b"\n")
-        records = []
-        for number, line in enumerate(lines[:-1], start=1):  # lines[-1]: partial or empty
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{self.path}:{number}: corrupt record: {error}") from None
-        return records
+            return [], b""
+        *complete, partial = self.path.read_bytes().split(b"\n")
+        numbered = [(number, line) for number, line in enumerate(complete, 1) if line.strip()]
+        return numbered, partial
 
     def keys(self) -> set[str]:
         """The keys of the complete records."""
@@ -73,3 +144,10 @@ class ResultStore:
             reader.seek(0)
             content = reader.read()
         file.truncate(content.rfind(b"\n") + 1)
+
+
+def _write_synced(path: Path, content: bytes, mode: str) -> None:
+    with path.open(mode) as file:
+        file.write(content)
+        file.flush()
+        os.fsync(file.fileno())

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from . import data
 from .classification import Classification
 from .convex import LogisticRegression, Quadratic
@@ -77,6 +75,8 @@ class Task:
         >>> TASKS["quadratic"].lr_grid("sgd", {"lr_points": 5})
         [1.0, 3.16, 10.0, 31.6, 100.0]
         """
+        import numpy as np  # the bench extra: ``adamem bench --help`` works without it
+
         low, high = self.lr_ranges[family]
         grid = np.geomspace(low, high, config["lr_points"])
         return [float(f"{lr:.3g}") for lr in grid]
