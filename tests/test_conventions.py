@@ -137,6 +137,6 @@ def test_parameter_without_grad_is_left_out(case, scope):
 @parametrize_cases(BASE_CASES)
 def test_foreach_none_uses_reference_on_cpu(case):
     opt = case.make(make_params())
-    from adamem._batch import use_foreach
+    from adamem._core.batch import use_foreach
 
     assert not use_foreach(opt.param_groups[0], opt.param_groups[0]["params"])
