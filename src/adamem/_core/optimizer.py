@@ -69,7 +69,7 @@ class AMOptimizer(Optimizer):
     checkpoints may lack).
     """
 
-    kernels: Kernels
+    kernels: Kernels | None = None  # None: no fused kernels, the torch step always
     _statistic_keys: frozenset[str] = frozenset()
     _state_keys: frozenset[str] = frozenset()
     _group_defaults: dict[str, Any] = {}

@@ -44,11 +44,11 @@ def validate_fused(group: dict[str, Any]) -> None:
         raise ValueError("fused=True and foreach=True are exclusive; set one of them")
 
 
-def plan(batch: ParamBatch, kind: Kernels, layouts: dict[int, tuple[tuple, Any]]) -> Any:
+def plan(batch: ParamBatch, kind: Kernels | None, layouts: dict[int, tuple[tuple, Any]]) -> Any:
     """The fused step of ``batch`` (a :class:`~adamem._kernels.cpu.FusedStep` on the CPU, a
     Triton step on CUDA),
-    or ``None`` to take the torch path; ``fused=True`` warns once when the group cannot take
-    the fused path.
+    or ``None`` to take the torch path (also when ``kind`` is ``None``: the optimizer has no
+    kernels); ``fused=True`` warns once when the group cannot take the fused path.
 
     ``layouts`` is the optimizer's cache of each group's last kernel layout (records and the
     checks behind them), reused while the group's :func:`fingerprint` is unchanged: building
@@ -58,6 +58,10 @@ def plan(batch: ParamBatch, kind: Kernels, layouts: dict[int, tuple[tuple, Any]]
     if group["fused"] is False or (group["fused"] is None and group["foreach"] is not None):
         return None
     if not len(batch) or torch.compiler.is_compiling():
+        return None
+    if kind is None:  # an optimizer without kernels (yet)
+        if group["fused"]:
+            build.warn_once("adamem: fused=True, but this optimizer has no fused kernels")
         return None
     on_triton = uses_triton(batch.grads[0].device)
     key = fingerprint(batch, kind)
