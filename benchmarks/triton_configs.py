@@ -5,7 +5,7 @@ the GPU spends in adamem's kernels (from ``torch.profiler``) on a GPT-like param
 prints it next to the two-pass bound: the bytes each step must move (11 fp32 arrays per
 parameter for AM-AdamW with weight decay, 7 for AM-SGD without) at the device-to-device copy
 bandwidth measured in the same run. Configurations change the defaults
-(``adamem._triton.CONFIGS``) in warps per program, elements per loop iteration (block) and
+(``adamem._kernels.cuda.CONFIGS``) in warps per program, elements per loop iteration (block) and
 per program (chunk), or use IEEE float32 division and roots in AM-AdamW's sums pass.
 
 Usage::
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 import adamem
-from adamem import _triton
+from adamem._kernels import cuda
 
 sys.path.insert(0, str(Path(__file__).parent))
 import step_time  # noqa: E402
@@ -64,7 +64,7 @@ def main() -> None:
     bandwidth = step_time.copy_bandwidth()
     params = step_time.make_parameters(shapes, seed=0)
     size = sum(p.numel() for p in params)
-    defaults = dict(_triton.CONFIGS)
+    defaults = dict(cuda.CONFIGS)
     print(f"{size:,} parameters, {len(shapes)} tensors; copy bandwidth {bandwidth / 1e12:.2f} TB/s")
     print(f"defaults: {defaults}")
     print(
@@ -72,10 +72,10 @@ def main() -> None:
     )
     try:
         for variant, changes in VARIANTS.items():
-            _triton.PRECISE_SUMS = changes.get("PRECISE_SUMS", False)
+            cuda.PRECISE_SUMS = changes.get("PRECISE_SUMS", False)
             kernel_changes = {k: v for k, v in changes.items() if k != "PRECISE_SUMS"}
             for name, config in defaults.items():
-                _triton.CONFIGS[name] = dataclasses.replace(config, **kernel_changes)
+                cuda.CONFIGS[name] = dataclasses.replace(config, **kernel_changes)
             for name, factory in (("amadamw", adamem.AMAdamW), ("amsgd", adamem.AMSGD)):
                 decay = 0.01 if name == "amadamw" else 0.0
                 optimizer = factory(params, lr=1e-3, weight_decay=decay)
@@ -87,8 +87,8 @@ def main() -> None:
                 kernels = " ".join(f"{key.strip('_')}={value:.0f}" for key, value in times.items())
                 print(f"{variant:<14} {name:<9} {kernels:<56} {total:7.0f} {total / bound:6.2f}x")
     finally:
-        _triton.CONFIGS.update(defaults)
-        _triton.PRECISE_SUMS = False
+        cuda.CONFIGS.update(defaults)
+        cuda.PRECISE_SUMS = False
 
 
 if __name__ == "__main__":

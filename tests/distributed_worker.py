@@ -267,7 +267,7 @@ def case_fsdp(rank: int, mesh, results: dict, out_dir: Path) -> None:
         }
 
     # Without the reduction (per-shard sums: the bug this module prevents) the runs differ.
-    import adamem._optimizer as core
+    import adamem._core.optimizer as core
 
     original = core.all_reduce_block_sums
     core.all_reduce_block_sums = lambda sums, shardings: list(sums)
@@ -437,7 +437,7 @@ def case_reduction(rank: int, results: dict) -> None:
     their root, plain tensors are not reduced, several meshes raise."""
     from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
-    from adamem._distributed import Sharding, all_reduce_block_sums
+    from adamem._core.distributed import Sharding, all_reduce_block_sums
 
     out = {}
     for shape in ((2, 1), (1, 2)):

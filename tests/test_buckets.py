@@ -5,7 +5,7 @@ import pytest
 import torch
 from helpers import CASES, make_params, parametrize_cases, run, state_tensors
 
-from adamem import _tensor_ops
+from adamem._core import tensor_ops
 
 SHAPES = [(4, 3), (3,), (2, 2, 2), (1,), (5,), (6, 2), (2,)]
 
@@ -16,13 +16,13 @@ def test_foreach_in_small_buckets_equals_reference(case, limit, monkeypatch):
     results = {}
     for foreach in (False, True):
         if foreach:
-            monkeypatch.setattr(_tensor_ops, "BUCKET_ELEMENTS", limit)
+            monkeypatch.setattr(tensor_ops, "BUCKET_ELEMENTS", limit)
         params = make_params(shapes=SHAPES)
         optimizer = case.make(params, foreach=foreach)
         # Missing gradients every 3rd step: first steps and skipped tensors inside buckets.
         run(optimizer, params, steps=8, lrs=[0.05, 0.02, 0.0, 0.04], skip_every=3)
         results[foreach] = state_tensors(optimizer, params)
-    assert len(_tensor_ops.buckets(make_params(shapes=SHAPES), limit)) > 1
+    assert len(tensor_ops.buckets(make_params(shapes=SHAPES), limit)) > 1
     for key, expected in results[False].items():
         torch.testing.assert_close(results[True][key], expected, rtol=0, atol=1e-12, msg=key)
 
@@ -30,7 +30,7 @@ def test_foreach_in_small_buckets_equals_reference(case, limit, monkeypatch):
 def test_buckets_cover_every_tensor_once_in_order():
     tensors = [torch.empty(n) for n in (3, 0, 8, 1, 1, 2)]
     for limit in (1, 2, 3, 8, 100):
-        runs = _tensor_ops.buckets(tensors, limit)
+        runs = tensor_ops.buckets(tensors, limit)
         assert [i for part in runs for i in range(part.start, part.stop)] == list(range(6))
         for part in runs:
             sizes = [t.numel() for t in tensors[part]]

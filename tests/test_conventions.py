@@ -1,5 +1,7 @@
 """torch.optim conventions: groups, tensor lr, maximize, closure, sparse, complex, no-grad."""
 
+import warnings
+
 import pytest
 import torch
 from helpers import (
@@ -11,6 +13,8 @@ from helpers import (
     run,
     state_tensors,
 )
+
+from adamem._kernels import build
 
 
 @parametrize_cases(BASE_CASES)
@@ -137,6 +141,27 @@ def test_parameter_without_grad_is_left_out(case, scope):
 @parametrize_cases(BASE_CASES)
 def test_foreach_none_uses_reference_on_cpu(case):
     opt = case.make(make_params())
-    from adamem._batch import use_foreach
+    from adamem._core.batch import use_foreach
 
     assert not use_foreach(opt.param_groups[0], opt.param_groups[0]["params"])
+
+
+@parametrize_cases(BASE_CASES)
+def test_an_optimizer_without_kernels_runs_its_torch_step(case, monkeypatch):
+    """A new AM optimizer may come before its fused kernels: kernels = None takes the torch
+    step on every path setting, and fused=True says so once."""
+    monkeypatch.setattr(case.cls, "kernels", None)
+    monkeypatch.setattr(build, "_warned", set())
+    reference = make_params()
+    run(case.make(reference, foreach=False), reference, steps=3)
+    for fused in (None, True):
+        params = make_params()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run(case.make(params, fused=fused), params, steps=3)
+        for p, q in zip(params, reference):
+            assert torch.equal(p, q)
+        messages = [str(w.message) for w in caught]
+        assert len(messages) == (1 if fused else 0) and all(
+            "no fused kernels" in m for m in messages
+        )

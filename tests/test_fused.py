@@ -23,9 +23,10 @@ from helpers import (
     trajectory,
 )
 
-from adamem import _fused, _jit, _optimizer
+from adamem._core import optimizer as core
+from adamem._kernels import build, cpu
 
-pytestmark = pytest.mark.skipif(_jit.library() is None, reason="no C compiler for the kernels")
+pytestmark = pytest.mark.skipif(build.library() is None, reason="no C compiler for the kernels")
 
 # Enough elements for several kernel chunks on several threads.
 LARGE_SHAPES = [(260, 260), (7,), (20000,), (3,)]
@@ -35,13 +36,13 @@ LARGE_SHAPES = [(260, 260), (7,), (20000,), (3,)]
 def fused_calls(monkeypatch):
     """Counts the steps that took the fused path."""
     calls = []
-    block_sums = _fused.FusedStep.block_sums
+    block_sums = cpu.FusedStep.block_sums
 
     def spy(self):
         calls.append(self)
         return block_sums(self)
 
-    monkeypatch.setattr(_fused.FusedStep, "block_sums", spy)
+    monkeypatch.setattr(cpu.FusedStep, "block_sums", spy)
     return calls
 
 
@@ -155,9 +156,9 @@ def test_fused_tensor_lr_and_deepcopy(case, fused_calls):
 
 
 def reset_library(monkeypatch):
-    monkeypatch.setattr(_jit, "_library", None)
-    monkeypatch.setattr(_jit, "_failed", False)
-    monkeypatch.setattr(_jit, "_warned", set())
+    monkeypatch.setattr(build, "_library", None)
+    monkeypatch.setattr(build, "_failed", False)
+    monkeypatch.setattr(build, "_warned", set())
 
 
 def steps_with_warnings(opt, params, steps):
@@ -200,24 +201,24 @@ def test_failing_compiler_falls_back(monkeypatch, tmp_path):
     monkeypatch.setenv("ADAMEM_CC", "false")
     monkeypatch.setenv("ADAMEM_CACHE_DIR", str(tmp_path))
     with pytest.warns(RuntimeWarning, match="kernels are unavailable.*false failed"):
-        assert _jit.library() is None
+        assert build.library() is None
     assert list(tmp_path.iterdir()) == []
 
 
 def test_library_is_cached_on_disk(monkeypatch, tmp_path):
     reset_library(monkeypatch)
     monkeypatch.setenv("ADAMEM_CACHE_DIR", str(tmp_path))
-    assert _jit.library() is not None
+    assert build.library() is not None
     (built,) = tmp_path.iterdir()
     reset_library(monkeypatch)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    assert _jit.library() is not None  # loaded from the cache: no compiler needed
+    assert build.library() is not None  # loaded from the cache: no compiler needed
     assert list(tmp_path.iterdir()) == [built]
 
 
 @parametrize_cases(BASE_CASES)
 def test_fused_true_warns_once_for_tensors_it_cannot_take(case, monkeypatch, fused_calls):
-    monkeypatch.setattr(_jit, "_warned", set())
+    monkeypatch.setattr(build, "_warned", set())
     params = make_params(torch.bfloat16)
     messages = steps_with_warnings(case.make(params, fused=True), params, 4)
     assert len(messages[0]) == 1 and "fused=True, but" in messages[0][0]
@@ -295,14 +296,14 @@ def test_fused_path_records_the_solved_betas_exactly(case, monkeypatch):
     """state["beta"] is the beta that adamem.beta solved, rounded once to the state's dtype,
     and beta_product is multiplied by exactly that value."""
     solved = []
-    block_betas = _optimizer.block_betas
+    block_betas = core.block_betas
 
     def spy(*args, **kwargs):
         betas = block_betas(*args, **kwargs)
         solved.append([None if b is None else b.clone() for b in betas])
         return betas
 
-    monkeypatch.setattr(_optimizer, "block_betas", spy)
+    monkeypatch.setattr(core, "block_betas", spy)
     params = make_params(torch.float32, shapes=[(3,)] * 40)
     optimizer = case.make(params, fused=True)
     generator = torch.Generator().manual_seed(0)

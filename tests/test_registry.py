@@ -5,7 +5,7 @@ import torch
 from helpers import BASE_CASES, CASES, make_params, parametrize_cases
 
 import adamem
-from adamem._optimizer import AMOptimizer
+from adamem._core.optimizer import AMOptimizer
 
 
 def test_every_exported_am_optimizer_has_cases():

@@ -31,7 +31,8 @@ from helpers import (
 )
 
 import adamem
-from adamem import _fused, _jit
+from adamem._kernels import build
+from adamem._kernels import fused as fused_path
 
 CUDA = torch.cuda.is_available()
 # Triton picks its interpreter when it is imported, so without CUDA the kernel tests run in a
@@ -50,14 +51,14 @@ def triton_module():
         pytest.skip(
             "without CUDA, these run under TRITON_INTERPRET=1 (test_kernels_in_interpreter)"
         )
-    return pytest.importorskip("adamem._triton")
+    return pytest.importorskip("adamem._kernels.cuda")
 
 
 @pytest.fixture
 def production_kernels(triton_module, monkeypatch):
     """The Triton path for this test's tensors; returns the list of steps that took it."""
     if not CUDA:
-        monkeypatch.setattr(_fused, "uses_triton", lambda device: True)
+        monkeypatch.setattr(fused_path, "uses_triton", lambda device: True)
     calls = []
     for step_class in triton_module.STEPS.values():
         original = step_class.block_sums
@@ -179,7 +180,7 @@ def test_triton_tensor_lr_equals_float_lr(case, kernels):
 
 @parametrize_cases(BASE_CASES)
 def test_triton_group_with_mixed_dtypes_takes_the_torch_path(case, kernels, monkeypatch):
-    monkeypatch.setattr(_jit, "_warned", set())
+    monkeypatch.setattr(build, "_warned", set())
     params = device_params(torch.float32)[:2] + device_params(torch.bfloat16)[2:]
     opt = case.make(params, fused=True)
     quadratic_grads(params, 0)
@@ -205,10 +206,10 @@ def test_triton_step_never_waits_for_the_device(case, kernels):
 
 @parametrize_cases(BASE_CASES)
 def test_without_triton_fused_true_warns_once_and_falls_back(case, monkeypatch):
-    monkeypatch.setattr(_fused, "uses_triton", lambda device: True)
-    monkeypatch.setitem(sys.modules, "adamem._triton", None)  # import fails
-    monkeypatch.delattr(adamem, "_triton", raising=False)
-    monkeypatch.setattr(_jit, "_warned", set())
+    monkeypatch.setattr(fused_path, "uses_triton", lambda device: True)
+    monkeypatch.setitem(sys.modules, "adamem._kernels.cuda", None)  # import fails
+    monkeypatch.delattr(adamem._kernels, "cuda", raising=False)
+    monkeypatch.setattr(build, "_warned", set())
     params = make_params(torch.float64)
     opt = case.make(params, fused=True)
     messages = []

@@ -41,11 +41,12 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from . import _fused
-from . import _tensor_ops as ops
-from ._batch import LearningRate, ParamBatch, scalar_state
-from ._checks import check_choice, check_flag, check_learning_rate, check_number
-from ._optimizer import AMOptimizer
+from ._core import tensor_ops as ops
+from ._core.batch import LearningRate, ParamBatch, scalar_state
+from ._core.checks import check_choice, check_flag, check_learning_rate, check_number
+from ._core.optimizer import AMOptimizer
+from ._kernels.contract import Kernels
+from ._kernels.fused import validate_fused
 from .beta import Scope
 
 __all__ = [
@@ -74,7 +75,7 @@ def _kernel_terms(dots: Tensor, group: dict[str, Any]) -> tuple[Tensor, Tensor]:
     )
 
 
-KERNELS = _fused.Kernels(
+KERNELS = Kernels(
     name="adamw",
     memory_key="exp_avg",
     second_moment_key="exp_avg_sq",
@@ -202,7 +203,7 @@ class AMAdamW(AMOptimizer):
         check_number("lambd", group["lambd"], 0.0, float("inf"), high_open=True)
         check_choice("gap_estimate", group["gap_estimate"], GAP_ESTIMATES)
         check_flag("nesterov", group["nesterov"])
-        _fused.validate_fused(group)
+        validate_fused(group)
         if float(group["lr"]) * group["weight_decay"] >= 1:
             raise ValueError(
                 f"lr * weight_decay must be < 1 (the decay factor 1 - lr*weight_decay must stay "

@@ -34,11 +34,12 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import required
 
-from . import _fused
-from . import _tensor_ops as ops
-from ._batch import LearningRate, ParamBatch, scalar_state
-from ._checks import check_flag, check_learning_rate, check_number
-from ._optimizer import AMOptimizer
+from ._core import tensor_ops as ops
+from ._core.batch import LearningRate, ParamBatch, scalar_state
+from ._core.checks import check_flag, check_learning_rate, check_number
+from ._core.optimizer import AMOptimizer
+from ._kernels.contract import Kernels
+from ._kernels.fused import validate_fused
 from .beta import Scope
 
 __all__ = [
@@ -56,7 +57,7 @@ def _kernel_terms(dots: Tensor, group: dict[str, Any]) -> tuple[Tensor, Tensor]:
     return amsgd_terms_from_dots(gap, pull, curvature, lr=group["lr"], lambd=group["lambd"])
 
 
-KERNELS = _fused.Kernels(
+KERNELS = Kernels(
     name="sgd",
     memory_key="momentum_buffer",
     second_moment_key=None,
@@ -164,7 +165,7 @@ class AMSGD(AMOptimizer):
         check_number("weight_decay", group["weight_decay"], 0.0, float("inf"), high_open=True)
         check_flag("nesterov", group["nesterov"])
         check_flag("maximize", group["maximize"])
-        _fused.validate_fused(group)
+        validate_fused(group)
 
     def load_sgd_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Continue a ``torch.optim.SGD`` run with momentum: load its ``state_dict``.

@@ -5,14 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._optimizer import AMOptimizer
+from ._core.optimizer import AMOptimizer
 
 
 def beta_summary(optimizer: AMOptimizer) -> dict[str, Tensor]:
     """Mean, min and max of the betas solved in the last step and of their effective momentum.
 
     Each tensor whose beta the last step solved counts once (not weighted by size; see
-    :meth:`AMOptimizer.solved_betas <adamem._optimizer.AMOptimizer.solved_betas>` for which
+    :meth:`AMOptimizer.solved_betas <adamem._core.optimizer.AMOptimizer.solved_betas>` for which
     tensors those are). The values are 0-d float32 tensors on the device of the first such
     tensor: reading one (``float(x)``, ``.item()``) is the only synchronisation, so call this
     every step and read it at the logging interval. Returns an empty dict when the last step

@@ -26,7 +26,7 @@ with ``"global"`` each parameter group of the global block counts once (they sha
 differ in ``lambd`` and hence in effective momentum).
 
 Only betas solved in a step enter the statistics, as the optimizer records them
-(:meth:`~adamem._optimizer.AMOptimizer.solved_betas`). A tensor is left out in its first step
+(:meth:`~adamem._core.optimizer.AMOptimizer.solved_betas`). A tensor is left out in its first step
 (AM-SGD solves no beta there and AM-AdamW applies the fixed rule
 :math:`\beta = \beta_{1,\max}`, §7) and in steps where it has no gradient (its stored beta
 is then stale).

@@ -4,10 +4,10 @@ An AM step cannot update any element of a block before it knows the block's beta
 needs sums over the whole block (for ``scope="global"``, over every parameter). So a step runs
 in three phases:
 
-1. ``_collect`` gathers the tensors of each group (a :class:`~adamem._batch.ParamBatch`) and
+1. ``_collect`` gathers the tensors of each group (a :class:`~adamem._core.batch.ParamBatch`) and
    ``_plan``, the one place that chooses how a group's step runs, makes its
    :class:`StepPlan`: the fused kernels when they can take the group
-   (:func:`adamem._fused.plan`: C on the CPU, Triton on CUDA), else the optimizer's torch
+   (:func:`adamem._kernels.fused.plan`: C on the CPU, Triton on CUDA), else the optimizer's torch
    step (multi-tensor or reference, per ``foreach``). ``plan.block_sums()`` returns the
    per-tensor ``(a, b)`` (ALGORITHMS.md §4), updating any statistic that does not depend on
    beta;
@@ -15,14 +15,14 @@ in three phases:
 3. ``plan.apply(betas)`` updates parameters and state with those betas.
 
 An optimizer supplies its state (``_init_state``), its torch step (``_torch_step``) and its
-kernels' interface (``kernels``, a :class:`adamem._fused.Kernels`).
+kernels' interface (``kernels``, a :class:`adamem._kernels.contract.Kernels`).
 
 Inside a group, tensors seen for the first time come first (``ParamBatch.first_steps`` of
 them): their step follows a fixed rule and they stay out of the model's sums.
 
 DTensor parameters (FSDP2, tensor parallel) are optimised through their local shards: phases 1
 and 3 see only local tensors, and between phases 1 and 2 one ``all_reduce`` completes the
-partial sums of every sharded tensor (:mod:`adamem._distributed`, docs/distributed.md).
+partial sums of every sharded tensor (:mod:`adamem._core.distributed`, docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -35,16 +35,17 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from . import _fused
-from ._batch import ParamBatch, compute_dtype, real_view, use_foreach
-from ._checks import check_choice, check_flag
-from ._distributed import (
+from .._kernels import fused
+from .._kernels.contract import Kernels
+from ..beta import SCOPES, block_betas
+from .batch import ParamBatch, compute_dtype, real_view, use_foreach
+from .checks import check_choice, check_flag
+from .distributed import (
     Sharding,
     all_reduce_block_sums,
     all_reduce_partition_sums,
     localize,
 )
-from .beta import SCOPES, block_betas
 
 
 class StepPlan(Protocol):
@@ -68,14 +69,16 @@ class AMOptimizer(Optimizer):
     checkpoints may lack).
     """
 
-    kernels: _fused.Kernels
+    kernels: Kernels | None = None  # None: no fused kernels, the torch step always
     _statistic_keys: frozenset[str] = frozenset()
     _state_keys: frozenset[str] = frozenset()
     _group_defaults: dict[str, Any] = {}
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         self._flat_partition_group: Any = None  # set_flat_partition_group
-        self._kernel_layouts: dict[int, tuple[tuple, Any]] = {}  # adamem._fused.plan's cache
+        self._kernel_layouts: dict[
+            int, tuple[tuple, Any]
+        ] = {}  # adamem._kernels.fused.plan's cache
         self._solved: list[tuple[list[int], Tensor] | None] = []  # solved_betas
         super().__init__(params, defaults)
 
@@ -188,9 +191,9 @@ class AMOptimizer(Optimizer):
 
     def _plan(self, batch: ParamBatch) -> StepPlan:
         """How ``batch``'s step runs: the fused kernels if they take it, else the torch step."""
-        fused = _fused.plan(batch, self.kernels, self._kernel_layouts)
-        if fused is not None:
-            return fused
+        fused_step = fused.plan(batch, self.kernels, self._kernel_layouts)
+        if fused_step is not None:
+            return fused_step
         return self._torch_step(batch, use_foreach(batch.group, batch.params))
 
     def _collect(self, group: dict[str, Any]) -> ParamBatch:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._distributed import Sharding, local
+from .distributed import Sharding, local
 
 LearningRate = float | Tensor
 

@@ -2,7 +2,7 @@
 
 The torch paths launch a dozen kernels per tensor and read every tensor once per launch; on a
 GPU their cost is launches more than bytes. These kernels make the two passes the model needs
-(ALGORITHMS.md §4), like the C kernels of the CPU path (:mod:`adamem._fused`), and each pass
+(ALGORITHMS.md §4), like the C kernels of the CPU path (:mod:`adamem._kernels.cpu`), and each pass
 covers every tensor of the group in one launch:
 
 1. ``sums`` advances ``v`` (AM-AdamW) and writes each chunk's partial inner products;
@@ -38,9 +38,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._batch import ParamBatch, compute_dtype
-from ._fused import kernel_hyper
-from ._kernel_contract import HYPER, RECORD, hyper_values
+from .._core.batch import ParamBatch, compute_dtype
+from .contract import HYPER, RECORD, hyper_values, kernel_hyper
 
 __all__ = ["STEPS", "AdamWStep", "Layout", "SGDStep", "Unsupported", "layout"]
 
@@ -72,7 +71,7 @@ only, and at worst (subnormal or overflowing operands) change a beta, which stay
 
 # The table starts with the hyperparameters, as float64 bit patterns, then a record per
 # tensor (addresses of its arrays, its element count, addresses of its state scalars, 0 where
-# the optimizer has none): both in the order of adamem._kernel_contract.
+# the optimizer has none): both in the order of adamem._kernels.contract.
 H_LR, H_CAP, H_BETA2, H_EPS, H_WEIGHT_DECAY, H_LAMBD, H_COMPAT_GAP, H_GRAD_SIGN = (
     tl.constexpr(HYPER.index(name))
     for name in ("lr", "cap", "beta2", "eps", "weight_decay", "lambd", "compat_gap", "grad_sign")
@@ -548,7 +547,7 @@ class Unsupported(Exception):
 
 class Layout:
     """Where a group's tensors are, as the kernels' table, kept from step to step while the
-    tensors stay (cached by :func:`adamem._fused.plan`).
+    tensors stay (cached by :func:`adamem._kernels.fused.plan`).
 
     The table goes to the device once; a step then only refreshes the hyperparameters that
     changed, each with a ``fill_`` (the value travels as a kernel argument, exactly), so

@@ -3,18 +3,22 @@
 A fused step hands the kernels one record per tensor (``RECORD``: addresses of its arrays, its
 element count, addresses of its 0-d state scalars) and the group's hyperparameters
 (``HYPER``), both as flat 64-bit arrays. This module is the only place that fixes the order of
-their fields: :mod:`adamem._jit` passes it to the C compiler as ``-DR_<FIELD>=i`` and
-``-DH_<FIELD>=i`` definitions, and :mod:`adamem._triton` reads it to name its constants, so
+their fields: :mod:`adamem._kernels.build` passes it to the C compiler as ``-DR_<FIELD>=i`` and
+``-DH_<FIELD>=i`` definitions, and :mod:`adamem._kernels.cuda` reads it to name its constants, so
 the two backends cannot disagree.
 
-The kernels return each tensor's inner products (the optimizer's ``Kernels.dots`` of them);
-the optimizer forms the model's ``(a, b)`` from them in Python (its ``terms_from_dots``),
-once for every path.
+Each optimizer declares what its kernels read and return in a :class:`Kernels`: the kernels
+return each tensor's inner products, and the optimizer forms the model's ``(a, b)`` from
+them in Python (its ``terms_from_dots``), once for every path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+from torch import Tensor
 
 RECORD: tuple[str, ...] = (
     "x",  # parameter (real view)
@@ -66,3 +70,35 @@ def hyper_values(values: dict[str, Any]) -> list[Any]:
     if unknown:
         raise KeyError(f"not hyperparameters of the kernel contract: {sorted(unknown)}")
     return [values.get(name, 0.0) for name in HYPER]
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """An optimizer's interface to the fused kernels: what they read and what they return.
+
+    The record and hyperparameter layouts are this module's; this says which of their fields
+    the optimizer fills, and how its model's ``(a, b)`` come from the kernels' dots.
+    """
+
+    name: str
+    """The kernels' name: C entry points ``am_<name>_<phase>_<dtype>``, Triton's step
+    ``adamem._kernels.cuda.STEPS[name]``."""
+    memory_key: str
+    second_moment_key: str | None
+    scalar_keys: frozenset[str]
+    """The contract's state scalars (``STATE_SCALARS``) that the optimizer keeps."""
+    hyper: Callable[[dict[str, Any]], dict[str, float | Tensor]]
+    """The group's hyperparameters by contract name (those not given are 0)."""
+    dots: int
+    """Inner products per tensor that the sums pass returns."""
+    terms_from_dots: Callable[[Tensor, dict[str, Any]], tuple[Tensor, Tensor]]
+    """The model's ``(a, b)`` from the dots (``dots x tensors``) and the group."""
+
+    def scalars(self, state: dict[str, Any]) -> list[Tensor | None]:
+        """The state scalars in the record's order, ``None`` where the optimizer has none."""
+        return [state[key] if key in self.scalar_keys else None for key in STATE_SCALARS]
+
+
+def kernel_hyper(kind: Kernels, group: dict[str, Any]) -> dict[str, float | Tensor]:
+    """The kernels' hyperparameters of ``group``: the optimizer's, and the gradient's sign."""
+    return {**kind.hyper(group), "grad_sign": -1.0 if group["maximize"] else 1.0}

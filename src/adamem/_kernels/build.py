@@ -1,6 +1,6 @@
 """Build adamem's C kernels on first use and load them with ctypes.
 
-The fused path (:mod:`adamem._fused`) runs C code shipped as package data in ``_kernels/``.
+The fused CPU path (:mod:`adamem._kernels.cpu`) runs C code shipped as package data in ``c/``.
 Installing needs no build step: the first fused step compiles the sources with the system C
 compiler (plain C11 with OpenMP, no Python or torch headers: about a second) into a per-user
 cache, and later processes load the cached library. The cache key hashes the sources, the
@@ -25,15 +25,15 @@ import threading
 import warnings
 from pathlib import Path
 
-from ._kernel_contract import c_definitions
+from .contract import c_definitions
 
 __all__ = ["FLAG_SETS", "kernel", "library", "warn_once"]
 
-SOURCE_DIR = Path(__file__).with_name("_kernels")
+SOURCE_DIR = Path(__file__).with_name("c")
 SOURCES = ("am_kernels.c", "am_kernels_body.h")
 # Flags shared by every attempt. -fno-math-errno lets sqrt vectorise; -ffp-contract=off keeps
 # each multiply and add separately rounded, as torch's kernels and on every CPU alike.
-# The kernel contract (record and hyperparameter fields) comes from _kernel_contract.
+# The kernel contract (record and hyperparameter fields) comes from contract.py.
 BASE_FLAGS = (
     "-O3",
     "-std=c11",

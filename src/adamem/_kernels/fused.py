@@ -1,0 +1,116 @@
+"""The fused path: each AM pass is one kernel over all of a group's tensors.
+
+This module decides whether a group's step takes the kernels and prepares it (:func:`plan`):
+parallel C loops on the CPU (:mod:`adamem._kernels.cpu`), Triton kernels on CUDA
+(:mod:`adamem._kernels.cuda`), both reading the layout of :mod:`adamem._kernels.contract`.
+
+The torch paths make a dozen passes over memory per step; the kernels make the two passes the
+model needs, in place and without temporaries (ALGORITHMS.md §4):
+
+1. ``sums`` advances ``v`` and returns each tensor's inner products, from which the
+   optimizer's ``terms_from_dots`` forms its ``(a, b)`` (the plan's ``block_sums``);
+2. :func:`adamem.beta.block_betas` solves the betas of every scope from them, in Python: the
+   kernels never compute beta;
+3. ``update`` applies the betas to ``d`` and ``x`` (the plan's ``apply``).
+
+A tensor's first step is a single pass (``first``). Every scope runs the second pass after the
+first pass of all the group's tensors: cutting scope "tensor" steps into cache-sized runs of
+tensors, to read the second pass from cache, did not pay for the extra beta solves and thread
+starts it needs (docs/speed.md).
+
+A CPU group takes this path when every tensor with a gradient is a contiguous fp32 or fp64 (or
+complex) CPU tensor, the kernels could be built, and the step is not being traced by
+``torch.compile``; see :func:`plan`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .._core.batch import ParamBatch
+from .._core.checks import check_flag
+from . import build, cpu
+from .contract import Kernels
+
+__all__ = ["fingerprint", "plan", "uses_triton", "validate_fused"]
+
+
+def validate_fused(group: dict[str, Any]) -> None:
+    """``fused`` is a bool or ``None``, and cannot be combined with ``foreach=True``."""
+    check_flag("fused", group["fused"], allow_none=True)
+    if group["fused"] and group["foreach"]:
+        raise ValueError("fused=True and foreach=True are exclusive; set one of them")
+
+
+def plan(batch: ParamBatch, kind: Kernels | None, layouts: dict[int, tuple[tuple, Any]]) -> Any:
+    """The fused step of ``batch`` (a :class:`~adamem._kernels.cpu.FusedStep` on the CPU, a
+    Triton step on CUDA),
+    or ``None`` to take the torch path (also when ``kind`` is ``None``: the optimizer has no
+    kernels); ``fused=True`` warns once when the group cannot take the fused path.
+
+    ``layouts`` is the optimizer's cache of each group's last kernel layout (records and the
+    checks behind them), reused while the group's :func:`fingerprint` is unchanged: building
+    and checking it costs more than the rest of a step's host work.
+    """
+    group = batch.group
+    if group["fused"] is False or (group["fused"] is None and group["foreach"] is not None):
+        return None
+    if not len(batch) or torch.compiler.is_compiling():
+        return None
+    if kind is None:  # an optimizer without kernels (yet)
+        if group["fused"]:
+            build.warn_once("adamem: fused=True, but this optimizer has no fused kernels")
+        return None
+    on_triton = uses_triton(batch.grads[0].device)
+    key = fingerprint(batch, kind)
+    cached = layouts.get(id(group))
+    if cached is not None and cached[0] == key:
+        layout = cached[1]
+    else:
+        layout = _cuda_layout(batch, kind) if on_triton else cpu.records(batch, kind)
+        if isinstance(layout, str):
+            if group["fused"]:
+                build.warn_once(f"adamem: fused=True, but {layout}; using the torch path")
+            return None
+        layouts[id(group)] = (key, layout)
+    if on_triton:
+        from . import cuda
+
+        return cuda.STEPS[kind.name](batch, layout, kind)
+    return cpu.step(batch, kind, layout)
+
+
+def fingerprint(batch: ParamBatch, kind: Kernels) -> tuple:
+    """What a group's kernel layout depends on and can change from step to step: which
+    tensors take part, their addresses (state scalars too) and sizes, and whether the
+    parameters and gradients are contiguous. A tensor cannot change dtype or device without
+    new storage, so an unchanged fingerprint means the last layout's checks still hold."""
+    memories = batch.state_list(kind.memory_key)
+    second_moments = (
+        batch.state_list(kind.second_moment_key) if kind.second_moment_key else memories
+    )
+    scalar_keys = sorted(kind.scalar_keys)
+    parts: list[Any] = [batch.first_steps]
+    for x, g, d, v, state in zip(batch.params, batch.grads, memories, second_moments, batch.states):
+        parts += (x.data_ptr(), g.data_ptr(), d.data_ptr(), v.data_ptr(), x.numel())
+        parts += (x.is_contiguous(), g.is_contiguous())
+        parts += [state[key].data_ptr() for key in scalar_keys]
+    return tuple(parts)
+
+
+def uses_triton(device: torch.device) -> bool:
+    """Whether tensors on ``device`` take the Triton kernels (else the C kernels)."""
+    return device.type == "cuda"
+
+
+def _cuda_layout(batch: ParamBatch, kind: Kernels) -> Any:
+    try:
+        from . import cuda
+    except ImportError:
+        return "Triton is not installed"
+    try:
+        return cuda.layout(batch, kind)
+    except cuda.Unsupported as reason:
+        return str(reason)
