@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from helpers import WEIGHT_DECAY_CASES, cases
+from helpers import NESTEROV_CASES, WEIGHT_DECAY_CASES
 from torch import nn
 
 import adamem
@@ -26,10 +26,7 @@ RESUME_AT = 3
 SCOPES = ("tensor", "group", "global")
 # Each optimizer class once, with weight decay; results are keyed by the case's name.
 OPTIMIZERS = {case.name: case for case in WEIGHT_DECAY_CASES}
-# Options that change only how a step is applied (Nesterov) run the FSDP comparison too.
-FSDP_OPTIMIZERS = OPTIMIZERS | {
-    case.name: case for case in cases(lambda case: case.options.get("nesterov", False))
-}
+FSDP_OPTIMIZERS = OPTIMIZERS | {case.name: case for case in NESTEROV_CASES}
 
 
 class Net(nn.Module):

@@ -189,6 +189,9 @@ BASE_CASES = cases(one_per_class=True)
 WEIGHT_DECAY_CASES = cases(lambda case: case.weight_decay > 0, one_per_class=True)
 # Each class that takes complex parameters once.
 COMPLEX_CASES = cases(lambda case: case.family.complex_params, one_per_class=True)
+# Options that change only how a step is applied: the tests of every path's plumbing
+# (checkpoints, compile, distributed) run them besides the defaults.
+NESTEROV_CASES = cases(lambda case: case.options.get("nesterov", False))
 
 
 def parametrize_cases(selected: list[OptimizerCase]):
