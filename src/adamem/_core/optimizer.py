@@ -158,7 +158,8 @@ class AMOptimizer(Optimizer):
         takes the fixed first-step rule). Reading the betas is a host sync; this call is not.
         """
         solved: list[tuple[list[Tensor], Tensor] | None] = []
-        for group, record in zip(self.param_groups, self._solved):
+        records = self._solved + [None] * (len(self.param_groups) - len(self._solved))
+        for group, record in zip(self.param_groups, records):  # groups added since: None
             if record is None:
                 solved.append(None)
             else:
