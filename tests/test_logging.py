@@ -319,3 +319,16 @@ def test_summary_and_record_hold_only_the_betas_of_the_last_step(optimizer_class
     for key in ("beta_mean", "beta_min", "beta_max"):
         assert summary[key] == expected, key
     assert optimizer.state[skipped]["beta"] != optimizer.state[used]["beta"]
+
+
+@parametrize_cases(BASE_CASES)
+def test_solved_betas_has_an_entry_per_group_also_for_groups_added_since(case):
+    first, second = nn.Parameter(torch.randn(3)), nn.Parameter(torch.randn(2))
+    optimizer = case.make([first])
+    for _ in range(2):
+        first.grad = torch.randn(3)
+        optimizer.step()
+    optimizer.add_param_group({"params": [second]})
+    solved = optimizer.solved_betas()
+    assert len(solved) == 2 and solved[1] is None
+    assert [id(p) for p in solved[0][0]] == [id(first)]
