@@ -308,15 +308,29 @@ def training_records(impls: list[str], warmup: int, steps: int) -> list[dict]:
     return records
 
 
+def parameter_count(text: str) -> int:
+    """A size as written on the command line: ``1e7``, ``10M``, ``500k``, ``1.5G`` or ``123``.
+
+    >>> [parameter_count(t) for t in ("1e7", "10M", "500k", "1.5G", "123")]
+    [10000000, 10000000, 500000, 1500000000, 123]
+    """
+    scale = {"k": 10**3, "m": 10**6, "g": 10**9}.get(text[-1:].lower())
+    if scale is not None:
+        return int(float(text[:-1]) * scale)
+    return int(float(text))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1e6,1e7,5e7", help="parameter counts, comma-separated")
+    parser.add_argument(
+        "--sizes", default="1M,10M,50M", help="parameter counts, comma-separated (1e7, 10M, 500k)"
+    )
     parser.add_argument("--impls", default=",".join(IMPLEMENTATIONS), help="comma-separated")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--memory-size", default="1e7", help="parameters for the memory probe")
+    parser.add_argument("--memory-size", default="10M", help="parameters for the memory probe")
     parser.add_argument("--skip-extras", action="store_true", help="only the step() timings")
     parser.add_argument("--json", action="store_true", help="print all records as JSON, last")
     args = parser.parse_args()
@@ -324,7 +338,7 @@ def main() -> None:
     DEVICE = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    sizes = [int(float(size)) for size in args.sizes.split(",")]
+    sizes = [parameter_count(size) for size in args.sizes.split(",")]
     impls = args.impls.split(",")
     for impl in impls:
         if baseline_of(impl) not in impls:
@@ -366,7 +380,7 @@ def main() -> None:
             f"\nfirst two fused steps in a new process: {first['cold_cache_s']:.2f} s with an "
             f"empty kernel cache (compiles), {first['warm_cache_s']:.3f} s with cached kernels"
         )
-        memory_size = int(float(args.memory_size))
+        memory_size = parameter_count(args.memory_size)
         peaks = peak_transient_bytes(memory_size, impls)
         if peaks is not None:
             print(f"\npeak transient memory of one step, {memory_size:,} parameters:")
