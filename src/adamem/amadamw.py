@@ -196,9 +196,7 @@ class AMAdamW(AMOptimizer):
             raise TypeError(f"betas must be a pair (beta1_max, beta2), got {betas!r}")
         check_number("betas[0] (beta1_max)", betas[0], 0.0, 1.0, high_open=True)
         check_number("betas[1] (beta2)", betas[1], 0.0, 1.0, high_open=True)
-        check_number("eps", group["eps"], 0.0, float("inf"), high_open=True)
-        if not group["eps"] > 0:  # also in range: only 0 itself gets here
-            raise ValueError(f"eps must lie in (0.0, inf), got {group['eps']}")
+        check_number("eps", group["eps"], 0.0, float("inf"), low_open=True, high_open=True)
         check_number("weight_decay", group["weight_decay"], 0.0, float("inf"), high_open=True)
         check_number("lambd", group["lambd"], 0.0, float("inf"), high_open=True)
         check_choice("gap_estimate", group["gap_estimate"], GAP_ESTIMATES)

@@ -24,17 +24,25 @@ def check_learning_rate(lr: Any) -> None:
         raise ValueError(f"lr must be finite and >= 0, got {value}")
 
 
-def check_number(name: str, value: Any, low: float, high: float, *, high_open: bool) -> None:
-    """Require ``low <= value <= high`` (``< high`` if ``high_open``) for a real number."""
+def check_number(
+    name: str, value: Any, low: float, high: float, *, high_open: bool, low_open: bool = False
+) -> None:
+    """Require ``low <= value <= high`` for a real number (``low < value`` if ``low_open``,
+    ``value < high`` if ``high_open``); the error states that interval.
+
+    >>> check_number("eps", -1e-8, 0.0, float("inf"), low_open=True, high_open=True)
+    Traceback (most recent call last):
+    ValueError: eps must lie in (0.0, inf), got -1e-08
+    """
     if isinstance(value, Tensor) and value.numel() == 1 and value.is_floating_point():
         value = float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    above_low = value >= low
+    above_low = value > low if low_open else value >= low
     below_high = value < high if high_open else value <= high
     if not (above_low and below_high and not math.isnan(value)):
-        bracket = ")" if high_open else "]"
-        raise ValueError(f"{name} must lie in [{low}, {high}{bracket}, got {value}")
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must lie in {interval}, got {value}")
 
 
 def check_flag(name: str, value: Any, *, allow_none: bool = False) -> None:
