@@ -23,8 +23,10 @@ from helpers import (
     trajectory,
 )
 
+import adamem
 from adamem._core import optimizer as core
 from adamem._kernels import build, cpu
+from adamem._kernels import fused as fused_path
 
 pytestmark = pytest.mark.skipif(build.library() is None, reason="no C compiler for the kernels")
 
@@ -325,3 +327,57 @@ def test_fused_path_records_the_solved_betas_exactly(case, monkeypatch):
                     expected = previous * beta.to(torch.float32)
                     assert optimizer.state[p]["beta_product"] == expected
             products = [optimizer.state[p]["beta_product"].clone() for p in params]
+
+
+def test_kernel_select_beta_follows_adamem_beta_exactly():
+    """The per-tensor step solves beta in C: the same rules (ALGORITHMS.md §7) and values as
+    adamem.beta.select_beta, on random (a, b, cap) and on every edge case."""
+    from adamem.beta import select_beta
+
+    kernel = build.select_beta(build.library())
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, generator=generator, dtype=torch.float64) * 10.0 ** torch.randint(
+        -30, 30, (4000,), generator=generator
+    )
+    b = torch.rand(4000, generator=generator, dtype=torch.float64) * 10.0 ** torch.randint(
+        -30, 30, (4000,), generator=generator
+    )
+    special = [0.0, -0.0, 1.0, -1.0, 1e-300, 1e300, float("inf"), -float("inf"), float("nan")]
+    edge_a = torch.tensor([x for x in special for _ in special], dtype=torch.float64)
+    edge_b = torch.tensor([abs(y) if y == y else y for _ in special for y in special])
+    a, b = torch.cat([a, edge_a]), torch.cat([b, edge_b.double()])
+    for cap in (0.0, 0.5, 0.89, 0.999):
+        expected = select_beta(a, b, cap)
+        actual = torch.tensor(
+            [kernel(x, y, cap) for x, y in zip(a.tolist(), b.tolist())], dtype=torch.float64
+        )
+        assert torch.equal(actual, expected), cap
+
+
+# Runs of tensors: some larger than a run (1 << 18 elements), some sharing one.
+RUN_SHAPES = [(300000,), (5,), (3, 7), (200000,), (100000,), (1,), (70000,)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@parametrize_cases(CASES)
+def test_one_pass_per_tensor_equals_two_passes_bit_for_bit(case, dtype, monkeypatch):
+    """scope="tensor" solves each tensor's beta between its two passes; the two-pass step
+    (every tensor's sums first) gives the same bits, whatever the runs of tensors."""
+    results = []
+    for one_pass in (True, False):
+        monkeypatch.setattr(fused_path, "tensor_blocks", lambda batch, on=one_pass: on)
+        params = make_params(dtype, shapes=RUN_SHAPES)
+        optimizer = case.make(params, fused=True)
+        run(optimizer, params, steps=5, lrs=LRS, skip_every=3)
+        results.append(state_tensors(optimizer, params))
+    assert_equal_states(results[0], results[1], rtol=0, atol=0)
+
+
+def test_one_pass_per_tensor_only_where_each_tensor_is_a_block():
+    params = make_params()
+    for scope, expected in (("tensor", True), ("group", False), ("global", False)):
+        optimizer = adamem.AMSGD(params, lr=0.1, scope=scope)
+        for p in params:
+            p.grad = torch.ones_like(p)
+        batch = optimizer._collect(optimizer.param_groups[0])
+        assert fused_path.tensor_blocks(batch) is expected

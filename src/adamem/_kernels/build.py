@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .contract import c_definitions
 
-__all__ = ["FLAG_SETS", "kernel", "library", "warn_once"]
+__all__ = ["FLAG_SETS", "kernel", "library", "select_beta", "warn_once"]
 
 SOURCE_DIR = Path(__file__).with_name("c")
 SOURCES = ("am_kernels.c", "am_kernels_body.h")
@@ -51,6 +51,7 @@ _SIGNATURES = {
     "first": (ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int),
     "sums": (ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int),
     "update": (ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int),
+    "steps": (ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int),
 }
 
 _lock = threading.Lock()
@@ -158,3 +159,12 @@ def _build(compiler: list[str], target: Path) -> None:
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def select_beta(lib: ctypes.CDLL) -> ctypes._CFuncPtr:
+    """The kernels' ``am_select_beta(a, b, cap)``, which the one-pass-per-tensor step uses
+    (the tests hold it to :func:`adamem.beta.select_beta`)."""
+    function = lib.am_select_beta
+    function.argtypes = (ctypes.c_double, ctypes.c_double, ctypes.c_double)
+    function.restype = ctypes.c_double
+    return function

@@ -28,8 +28,15 @@ _COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 
 
 class FusedStep:
-    """One group's step on the kernels: :meth:`block_sums` and :meth:`apply` are the
-    optimizer's ``_block_sums`` and ``_apply``."""
+    """One group's step on the kernels, as a :class:`~adamem._core.optimizer.StepPlan`.
+
+    With ``per_tensor`` (every tensor is its own block, and no sum is completed across ranks),
+    :meth:`block_sums` runs the whole step: for runs of tensors small enough to stay in cache,
+    the sums pass, each tensor's beta (solved in C by ``select_beta``'s rules) and the update
+    pass, back to back. It returns the ``(a, b)`` it solved, from which
+    :func:`adamem.beta.block_betas` then gives the same betas to record, and :meth:`apply` has
+    nothing left to do. Otherwise the update waits for :meth:`apply`'s betas.
+    """
 
     def __init__(
         self,
@@ -38,8 +45,10 @@ class FusedStep:
         records: array,
         batch: ParamBatch,
         hyper: array,
+        per_tensor: bool,
     ) -> None:
         self._kernels = kernels
+        self._per_tensor = per_tensor
         self._entry_points = entry_points
         self._records = records
         self._count = len(records) // RECORD_FIELDS
@@ -65,31 +74,37 @@ class FusedStep:
         seen = self._count - self._first_steps
         if not seen:
             return None
+        if self._per_tensor:
+            terms = torch.empty(seen, 2, dtype=torch.float64)
+            self._call("steps", self._first_steps, terms.data_ptr())
+            a, b = terms.unbind(1)
+            return a, b
         dots = torch.empty(seen, self._kernels.dots, dtype=torch.float64)
         self._call("sums", self._first_steps, dots.data_ptr())
         return self._kernels.terms_from_dots(dots.T, self._group)
 
     def apply(self, betas: Tensor | None) -> None:
-        """The second pass, with one beta per tensor past its first step."""
-        if betas is not None:
+        """The second pass, with one beta per tensor past its first step (done already by
+        :meth:`block_sums` with ``per_tensor``)."""
+        if betas is not None and not self._per_tensor:
             betas = betas.to(torch.float64).contiguous()
             self._call("update", self._first_steps, betas.data_ptr())
 
 
-def step(batch: ParamBatch, kind: Kernels, records: array) -> FusedStep | None:
-    """The group's fused CPU step on ``records``; ``None`` (after one warning) if the kernels
-    could not be built."""
+def step(batch: ParamBatch, kind: Kernels, records: array, per_tensor: bool) -> FusedStep | None:
+    """The group's fused CPU step on ``records`` (see :class:`FusedStep` for ``per_tensor``);
+    ``None`` (after one warning) if the kernels could not be built."""
     library = build.library()
     if library is None:
         return None  # build has warned
     suffix = _SUFFIXES[batch.grads[0].dtype]
     entry_points = {
         phase: build.kernel(library, kind.name, phase, suffix)
-        for phase in ("first", "sums", "update")
+        for phase in ("first", "sums", "update", "steps")
     }
     # Only here is a tensor lr read on the host: its group's tensors are all on the CPU.
     hyper = array("d", map(float, hyper_values(kernel_hyper(kind, batch.group))))
-    return FusedStep(kind, entry_points, records, batch, hyper)
+    return FusedStep(kind, entry_points, records, batch, hyper, per_tensor)
 
 
 def records(batch: ParamBatch, kind: Kernels) -> array | str:

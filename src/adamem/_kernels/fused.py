@@ -34,7 +34,7 @@ from .._core.checks import check_flag
 from . import build, cpu
 from .contract import Kernels
 
-__all__ = ["fingerprint", "plan", "uses_triton", "validate_fused"]
+__all__ = ["fingerprint", "plan", "tensor_blocks", "uses_triton", "validate_fused"]
 
 
 def validate_fused(group: dict[str, Any]) -> None:
@@ -79,7 +79,7 @@ def plan(batch: ParamBatch, kind: Kernels | None, layouts: dict[int, tuple[tuple
         from . import cuda
 
         return cuda.STEPS[kind.name](batch, layout, kind)
-    return cpu.step(batch, kind, layout)
+    return cpu.step(batch, kind, layout, per_tensor=tensor_blocks(batch))
 
 
 def fingerprint(batch: ParamBatch, kind: Kernels) -> tuple:
@@ -98,6 +98,13 @@ def fingerprint(batch: ParamBatch, kind: Kernels) -> tuple:
         parts += (x.is_contiguous(), g.is_contiguous())
         parts += [state[key].data_ptr() for key in scalar_keys]
     return tuple(parts)
+
+
+def tensor_blocks(batch: ParamBatch) -> bool:
+    """Whether each of the batch's tensors is a block of its own whose sums are complete on
+    this rank (``scope="tensor"``, no DTensor): its beta can be solved as soon as its sums are
+    done, before the next tensor's."""
+    return batch.group["scope"] == "tensor" and all(s is None for s in batch.shardings)
 
 
 def uses_triton(device: torch.device) -> bool:

@@ -15,7 +15,9 @@
  *                             and returns each tensor's inner products, from which Python
  *                             forms the (a, b) of ALGORITHMS.md section 4;
  *   am_<kind>_update_<dtype>  applies the solved betas to d and x.
- * A first step follows a fixed rule and takes one pass (am_<kind>_first_<dtype>).
+ * A first step follows a fixed rule and takes one pass (am_<kind>_first_<dtype>). Tensors that
+ * are each their own block take both passes and the beta solve in one call,
+ * am_<kind>_steps_<dtype> (run_tensor_steps).
  * <kind> is sgd or adamw; <dtype> is f32 or f64. Each entry point also advances the 0-d state
  * scalars (step, beta, beta_product, prev_bias_correction1, prev_lr) exactly as the reference.
  *
@@ -47,14 +49,22 @@
 #error "compile through adamem/_jit.py, which defines the kernel contract (R_*, H_*, MAX_DOTS)"
 #endif
 
-/* Per-tensor constants that the prologues compute once (bias factors, 1 - beta). */
-enum { K_BC1, K_INV_BC2, K_PREV_BC1, K_INV_PREV_BC2, K_ONE_MINUS_BETA, K_FIELDS };
+/* Per-tensor constants that the prologues compute once (bias factors, beta and 1 - beta). */
+enum { K_BC1, K_INV_BC2, K_PREV_BC1, K_INV_PREV_BC2, K_ONE_MINUS_BETA, K_BETA, K_FIELDS };
 
 #define CHUNK 16384 /* elements per work item: 64 KiB of fp32 per array */
 #define BLOCK 512   /* elements summed in the tensor's dtype before adding into double */
 
 typedef void (*chunk_fn)(const int64_t *record, const double *hyper, const double *constants,
                          int64_t start, int64_t stop, double *sums);
+
+/* Forms one tensor's (a, b) from its dots into terms[0..1], solves its beta and writes the
+ * update's constants (K_BETA, K_ONE_MINUS_BETA). */
+typedef void (*solve_fn)(const int64_t *record, const double *hyper, double *constants,
+                         const double *dots, double *terms);
+
+/* Elements of a run of tensors that take their passes back to back (run_tensor_steps). */
+#define RUN_ELEMENTS (1 << 18)
 
 typedef struct {
     int64_t tensor, start, stop;
@@ -111,6 +121,104 @@ static int run_chunks(const int64_t *records, int64_t count, const double *hyper
             sums[list[i].tensor * nsums + j] += partial[i * MAX_DOTS + j];
     free(list);
     free(partial);
+    return 0;
+}
+
+/*
+ * adamem.beta.select_beta: the maximiser of a beta - b beta^2 / 2 over [0, cap], with the rules
+ * of ALGORITHMS.md section 7 (NaN inputs give 0; b > 0: clip(a / b, 0, cap), an inf ratio
+ * gives cap or 0 and inf / inf gives 0; otherwise cap if a > 0, else 0).
+ */
+double am_select_beta(double a, double b, double cap)
+{
+    if (isnan(a) || isnan(b))
+        return 0.0;
+    if (b > 0) {
+        const double ratio = a / b;
+        if (isnan(ratio))
+            return 0.0;
+        return ratio < 0 ? 0.0 : (ratio > cap ? cap : ratio);
+    }
+    return a > 0 ? cap : 0.0;
+}
+
+/*
+ * A step of `count` tensors that are each their own block (scope "tensor", unsharded): runs of
+ * consecutive tensors holding at most RUN_ELEMENTS elements (a larger tensor is a run of its
+ * own) take the sums pass, then `solve` per tensor, then the update pass, before the next run
+ * starts, so that the update finds the run's arrays still in cache. One parallel region covers
+ * the whole step. Each chunk's partial sums have their own slot and each tensor's dots are added
+ * in chunk order, as in run_chunks: the results equal the two-pass step's and do not depend on
+ * the thread count. terms[2 t], terms[2 t + 1] receive tensor t's (a, b).
+ */
+static int run_tensor_steps(const int64_t *records, int64_t count, const double *hyper,
+                            double *constants, chunk_fn sums_fn, int nsums, solve_fn solve,
+                            chunk_fn update_fn, double *terms, int threads)
+{
+    int64_t items = 0, elements = 0;
+    for (int64_t t = 0; t < count; ++t) {
+        const int64_t numel = records[t * R_FIELDS + R_NUMEL];
+        items += (numel + CHUNK - 1) / CHUNK;
+        elements += numel;
+    }
+    const size_t slots = (size_t)(count > 0 ? count : 1) + 1;
+    item_t *list = malloc((size_t)(items > 0 ? items : 1) * sizeof *list);
+    double *partial = calloc((size_t)(items > 0 ? items : 1) * MAX_DOTS, sizeof *partial);
+    int64_t *first_item = malloc(slots * sizeof *first_item);
+    int64_t *run_start = malloc(slots * sizeof *run_start);
+    if (list == NULL || partial == NULL || first_item == NULL || run_start == NULL) {
+        free(list);
+        free(partial);
+        free(first_item);
+        free(run_start);
+        return -1;
+    }
+    int64_t next = 0, runs = 0, run_elements = 0;
+    for (int64_t t = 0; t < count; ++t) {
+        const int64_t numel = records[t * R_FIELDS + R_NUMEL];
+        if (t == 0 || run_elements + numel > RUN_ELEMENTS) {
+            run_start[runs++] = t;
+            run_elements = 0;
+        }
+        run_elements += numel;
+        first_item[t] = next;
+        for (int64_t start = 0; start < numel; start += CHUNK) {
+            list[next].tensor = t;
+            list[next].start = start;
+            list[next].stop = start + CHUNK < numel ? start + CHUNK : numel;
+            ++next;
+        }
+    }
+    first_item[count] = next;
+    run_start[runs] = count;
+#pragma omp parallel num_threads(threads) if (elements >= 4 * CHUNK)
+    for (int64_t r = 0; r < runs; ++r) {
+        const int64_t begin = first_item[run_start[r]], end = first_item[run_start[r + 1]];
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t i = begin; i < end; ++i) {
+            const int64_t t = list[i].tensor;
+            sums_fn(records + t * R_FIELDS, hyper, constants + t * K_FIELDS, list[i].start,
+                    list[i].stop, partial + i * MAX_DOTS);
+        }
+#pragma omp single
+        for (int64_t t = run_start[r]; t < run_start[r + 1]; ++t) {
+            double dots[MAX_DOTS] = {0};
+            for (int64_t i = first_item[t]; i < first_item[t + 1]; ++i)
+                for (int j = 0; j < nsums; ++j)
+                    dots[j] += partial[i * MAX_DOTS + j];
+            solve(records + t * R_FIELDS, hyper, constants + t * K_FIELDS, dots, terms + 2 * t);
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t i = begin; i < end; ++i) {
+            const int64_t t = list[i].tensor;
+            update_fn(records + t * R_FIELDS, hyper, constants + t * K_FIELDS, list[i].start,
+                      list[i].stop, NULL);
+        }
+    }
+    free(list);
+    free(partial);
+    free(first_item);
+    free(run_start);
     return 0;
 }
 

@@ -171,6 +171,42 @@ int NAME(am_sgd_first)(const int64_t *records, int64_t count, const double *hype
     return status;
 }
 
+/*
+ * amsgd_terms_from_dots with the gap prev_lr <g, d>, then beta (am_select_beta), and the
+ * update's weight (1 - beta) / (1 + lambd) as am_sgd_update computes it.
+ */
+static void NAME(sgd_solve)(const int64_t *record, const double *hyper, double *constants,
+                            const double *dots, double *terms)
+{
+    const double scale = hyper[H_LR] / (1 + hyper[H_LAMBD]);
+    const double gap = NAME(load)(record[R_PREV_LR]) * dots[0];
+    terms[0] = gap - scale * dots[1];
+    terms[1] = scale * dots[2];
+    const double beta = am_select_beta(terms[0], terms[1], hyper[H_CAP]);
+    constants[K_BETA] = beta;
+    constants[K_ONE_MINUS_BETA] = ((T)1 - (T)beta) / (T)(1 + hyper[H_LAMBD]);
+}
+
+/* A step of tensors that are each their own block: sums, beta and update per run of tensors;
+ * terms[2 t ...] receive each tensor's (a, b). */
+int NAME(am_sgd_steps)(const int64_t *records, int64_t count, const double *hyper, double *terms,
+                       int threads)
+{
+    double *constants = calloc((size_t)(count > 0 ? count : 1) * K_FIELDS, sizeof *constants);
+    if (constants == NULL)
+        return -1;
+    const int status =
+        run_tensor_steps(records, count, hyper, constants, NAME(sgd_sums_chunk), 3,
+                         NAME(sgd_solve), NAME(sgd_update_chunk), terms, threads);
+    for (int64_t t = 0; status == 0 && t < count; ++t) {
+        const int64_t *record = records + t * R_FIELDS;
+        NAME(store)(record[R_BETA], (T)constants[t * K_FIELDS + K_BETA]);
+        NAME(store)(record[R_PREV_LR], (T)hyper[H_LR]);
+    }
+    free(constants);
+    return status;
+}
+
 /* -------------------------------------------------------------------------- AM-AdamW */
 
 /*
@@ -317,34 +353,93 @@ static T NAME(inv_bias_correction2)(double beta2, T step)
  * dots[4 t ...]: the gap (displacement_gap or compat_gap), <x, d - g>, <M (d - g), g + lambd P d>
  * and <d - g, M (d - g)>.
  */
-int NAME(am_adamw_sums)(const int64_t *records, int64_t count, const double *hyper, double *dots,
-                        int threads)
+/*
+ * The constants of a step past the first, per tensor (amadamw_block_sums): the bias factor
+ * 1 - beta1_max Pi of this step and of the last, and Adam's second bias factors; NULL if they
+ * cannot be allocated.
+ */
+static double *NAME(adamw_constants)(const int64_t *records, int64_t count, const double *hyper)
 {
     double *constants = calloc((size_t)(count > 0 ? count : 1) * K_FIELDS, sizeof *constants);
     if (constants == NULL)
-        return -1;
+        return NULL;
     const double beta2 = hyper[H_BETA2];
     for (int64_t t = 0; t < count; ++t) {
         const int64_t *record = records + t * R_FIELDS;
         double *k = constants + t * K_FIELDS;
         const T step = NAME(load)(record[R_STEP]) + 1;
-        /* amadamw_block_sums: bias factor 1 - beta1_max Pi of this step, and of the last. */
         k[K_BC1] = (T)1 - (T)hyper[H_CAP] * NAME(load)(record[R_BETA_PRODUCT]);
         k[K_INV_BC2] = NAME(inv_bias_correction2)(beta2, step);
         k[K_PREV_BC1] = NAME(load)(record[R_PREV_BIAS_CORRECTION1]);
         k[K_INV_PREV_BC2] = NAME(inv_bias_correction2)(beta2, step - 1);
     }
+    return constants;
+}
+
+/* gap_scale: the factor of <g, d / P_last + mu x> in the gap. */
+static double NAME(adamw_gap_scale)(const int64_t *record, const double *hyper)
+{
+    const double lr = hyper[H_LR], mu = hyper[H_WEIGHT_DECAY];
+    const double prev_lr = NAME(load)(record[R_PREV_LR]);
+    return hyper[H_COMPAT_GAP] != 0.0 ? (1 + mu * lr) * prev_lr : prev_lr / (1 - mu * prev_lr);
+}
+
+/* After a tensor's sums: its step count and this step's bias factor. */
+static void NAME(adamw_record_sums)(const int64_t *record, const double *constants)
+{
+    NAME(store)(record[R_STEP], NAME(load)(record[R_STEP]) + 1);
+    NAME(store)(record[R_PREV_BIAS_CORRECTION1], (T)constants[K_BC1]);
+}
+
+int NAME(am_adamw_sums)(const int64_t *records, int64_t count, const double *hyper, double *dots,
+                        int threads)
+{
+    double *constants = NAME(adamw_constants)(records, count, hyper);
+    if (constants == NULL)
+        return -1;
     const int status =
         run_chunks(records, count, hyper, constants, NAME(adamw_sums_chunk), dots, 4, threads);
-    const double lr = hyper[H_LR], mu = hyper[H_WEIGHT_DECAY];
     for (int64_t t = 0; status == 0 && t < count; ++t) {
         const int64_t *record = records + t * R_FIELDS;
-        const double prev_lr = NAME(load)(record[R_PREV_LR]);
-        /* gap_scale */
-        dots[4 * t] *=
-            hyper[H_COMPAT_GAP] != 0.0 ? (1 + mu * lr) * prev_lr : prev_lr / (1 - mu * prev_lr);
-        NAME(store)(record[R_STEP], NAME(load)(record[R_STEP]) + 1);
-        NAME(store)(record[R_PREV_BIAS_CORRECTION1], (T)constants[t * K_FIELDS + K_BC1]);
+        dots[4 * t] *= NAME(adamw_gap_scale)(record, hyper);
+        NAME(adamw_record_sums)(record, constants + t * K_FIELDS);
+    }
+    free(constants);
+    return status;
+}
+
+/* amadamw_terms_from_dots with the gap of gap_scale, then beta (am_select_beta). */
+static void NAME(adamw_solve)(const int64_t *record, const double *hyper, double *constants,
+                              const double *dots, double *terms)
+{
+    const double lr = hyper[H_LR], mu = hyper[H_WEIGHT_DECAY];
+    const double gap = dots[0] * NAME(adamw_gap_scale)(record, hyper);
+    terms[0] = gap - lr * (mu * dots[1] + dots[2]);
+    terms[1] = lr * dots[3];
+    const double beta = am_select_beta(terms[0], terms[1], hyper[H_CAP]);
+    constants[K_BETA] = beta;
+    constants[K_ONE_MINUS_BETA] = (T)1 - (T)beta;
+}
+
+/* A step of tensors that are each their own block: sums, beta and update per run of tensors;
+ * terms[2 t ...] receive each tensor's (a, b). */
+int NAME(am_adamw_steps)(const int64_t *records, int64_t count, const double *hyper,
+                         double *terms, int threads)
+{
+    double *constants = NAME(adamw_constants)(records, count, hyper);
+    if (constants == NULL)
+        return -1;
+    const int status =
+        run_tensor_steps(records, count, hyper, constants, NAME(adamw_sums_chunk), 4,
+                         NAME(adamw_solve), NAME(adamw_update_chunk), terms, threads);
+    for (int64_t t = 0; status == 0 && t < count; ++t) {
+        const int64_t *record = records + t * R_FIELDS;
+        const double *k = constants + t * K_FIELDS;
+        const T beta = (T)k[K_BETA];
+        NAME(adamw_record_sums)(record, k);
+        NAME(store)(record[R_BETA], beta);
+        NAME(store)(record[R_BETA_PRODUCT], NAME(load)(record[R_BETA_PRODUCT]) * beta);
+        NAME(store)(record[R_PREV_LR], (T)hyper[H_LR]);
     }
     free(constants);
     return status;
