@@ -354,8 +354,8 @@ def test_kernel_select_beta_follows_adamem_beta_exactly():
         assert torch.equal(actual, expected), cap
 
 
-# Runs of tensors: some larger than a run (1 << 18 elements), some sharing one.
-RUN_SHAPES = [(300000,), (5,), (3, 7), (200000,), (100000,), (1,), (70000,)]
+# Runs of tensors: some larger than a run (1 << 20 elements), some sharing one.
+RUN_SHAPES = [(1100000,), (5,), (3, 7), (700000,), (400000,), (1,), (70000,)]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -63,8 +63,9 @@ typedef void (*chunk_fn)(const int64_t *record, const double *hyper, const doubl
 typedef void (*solve_fn)(const int64_t *record, const double *hyper, double *constants,
                          const double *dots, double *terms);
 
-/* Elements of a run of tensors that take their passes back to back (run_tensor_steps). */
-#define RUN_ELEMENTS (1 << 18)
+/* Elements of a run of tensors that take their passes back to back (run_tensor_steps): 4 MiB
+ * per fp32 array, so that a run's arrays stay in a large L3, in few runs (each costs barriers). */
+#define RUN_ELEMENTS (1 << 20)
 
 typedef struct {
     int64_t tensor, start, stop;
