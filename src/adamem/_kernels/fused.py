@@ -9,14 +9,14 @@ model needs, in place and without temporaries (ALGORITHMS.md §4):
 
 1. ``sums`` advances ``v`` and returns each tensor's inner products, from which the
    optimizer's ``terms_from_dots`` forms its ``(a, b)`` (the plan's ``block_sums``);
-2. :func:`adamem.beta.block_betas` solves the betas of every scope from them, in Python: the
-   kernels never compute beta;
+2. :func:`adamem.beta.block_betas` solves the betas of every scope from them;
 3. ``update`` applies the betas to ``d`` and ``x`` (the plan's ``apply``).
 
-A tensor's first step is a single pass (``first``). Every scope runs the second pass after the
-first pass of all the group's tensors: cutting scope "tensor" steps into cache-sized runs of
-tensors, to read the second pass from cache, did not pay for the extra beta solves and thread
-starts it needs (docs/speed.md).
+A tensor's first step is a single pass (``first``). On the CPU, when each tensor is a block of
+its own and its sums are complete on this rank (:func:`tensor_blocks`: ``scope="tensor"``, no
+DTensor), the kernels take a run of tensors through both passes and solve its betas in between
+(by ``select_beta``'s rules, from the same ``(a, b)``), so that the second pass reads from
+cache; the other scopes, and CUDA, run every tensor's first pass before any second pass.
 
 A CPU group takes this path when every tensor with a gradient is a contiguous fp32 or fp64 (or
 complex) CPU tensor, the kernels could be built, and the step is not being traced by
@@ -46,9 +46,8 @@ def validate_fused(group: dict[str, Any]) -> None:
 
 def plan(batch: ParamBatch, kind: Kernels | None, layouts: dict[int, tuple[tuple, Any]]) -> Any:
     """The fused step of ``batch`` (a :class:`~adamem._kernels.cpu.FusedStep` on the CPU, a
-    Triton step on CUDA),
-    or ``None`` to take the torch path (also when ``kind`` is ``None``: the optimizer has no
-    kernels); ``fused=True`` warns once when the group cannot take the fused path.
+    Triton step on CUDA), or ``None`` to take the torch path (also when ``kind`` is ``None``:
+    the optimizer has no kernels); ``fused=True`` warns once when the group cannot take it.
 
     ``layouts`` is the optimizer's cache of each group's last kernel layout (records and the
     checks behind them), reused while the group's :func:`fingerprint` is unchanged: building

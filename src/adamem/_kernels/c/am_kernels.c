@@ -1,13 +1,14 @@
 /*
  * Fused AM-SGD and AM-AdamW steps on contiguous CPU tensors: the `fused` path of adamem.
  *
- * adamem/_jit.py compiles this file on first use (plain C11 with OpenMP and no Python or torch
- * headers, so the build takes about a second) and adamem/_fused.py calls it through ctypes on
- * raw data pointers. The arithmetic repeats the reference path (amsgd.py, amadamw.py)
- * operation by operation, in the tensor's dtype, except where a comment says otherwise (a few
- * ulps apart; see docs/speed.md). Beta itself is never computed here: Python
- * solves it with adamem.beta from the sums returned by the `sums` entry points, and hands it
- * back to the `update` entry points.
+ * adamem/_kernels/build.py compiles this file on first use (plain C11 with OpenMP and no Python
+ * or torch headers, so the build takes about a second) and adamem/_kernels/cpu.py calls it
+ * through ctypes on raw data pointers. The arithmetic repeats the reference path (amsgd.py,
+ * amadamw.py) operation by operation, in the tensor's dtype, except where a comment says
+ * otherwise (a few ulps apart; see docs/speed.md). Python solves beta with adamem.beta from the
+ * dots returned by the `sums` entry points and hands it back to the `update` entry points; only
+ * the `steps` entry points solve it here, by the same rules (am_select_beta), for tensors that
+ * are each their own block.
  *
  * A tensor past its first step takes two passes, because beta needs sums over its whole
  * block before any element may change:
