@@ -354,7 +354,7 @@ def test_kernel_select_beta_follows_adamem_beta_exactly():
         assert torch.equal(actual, expected), cap
 
 
-# Runs of tensors: some larger than a run (1 << 20 elements), some sharing one.
+# Tensors from 1 << 20 elements on are shared by the threads, smaller ones taken by one each.
 RUN_SHAPES = [(1100000,), (5,), (3, 7), (700000,), (400000,), (1,), (70000,)]
 
 
@@ -362,7 +362,8 @@ RUN_SHAPES = [(1100000,), (5,), (3, 7), (700000,), (400000,), (1,), (70000,)]
 @parametrize_cases(CASES)
 def test_one_pass_per_tensor_equals_two_passes_bit_for_bit(case, dtype, monkeypatch):
     """scope="tensor" solves each tensor's beta between its two passes; the two-pass step
-    (every tensor's sums first) gives the same bits, whatever the runs of tensors."""
+    (every tensor's sums first) gives the same bits, for tensors shared by the threads and for
+    tensors taken by one thread."""
     results = []
     for one_pass in (True, False):
         monkeypatch.setattr(fused_path, "tensor_blocks", lambda batch, on=one_pass: on)

@@ -64,9 +64,9 @@ typedef void (*chunk_fn)(const int64_t *record, const double *hyper, const doubl
 typedef void (*solve_fn)(const int64_t *record, const double *hyper, double *constants,
                          const double *dots, double *terms);
 
-/* Elements of a run of tensors that take their passes back to back (run_tensor_steps): 4 MiB
- * per fp32 array, so that a run's arrays stay in a large L3, in few runs (each costs barriers). */
-#define RUN_ELEMENTS (1 << 20)
+/* Tensors from this size on are shared by all threads in run_tensor_steps (the smaller ones go
+ * to one thread each): 4 MiB per fp32 array, enough work to outweigh three barriers. */
+#define SHARED_ELEMENTS (1 << 20)
 
 typedef struct {
     int64_t tensor, start, stop;
@@ -144,83 +144,90 @@ double am_select_beta(double a, double b, double cap)
     return a > 0 ? cap : 0.0;
 }
 
+/* Add tensor t's chunks' sums into dots[0..nsums) in chunk order, as run_chunks combines them. */
+static void tensor_sums(const int64_t *records, int64_t t, const double *hyper,
+                        const double *constants, chunk_fn sums_fn, int nsums, double *dots)
+{
+    const int64_t numel = records[t * R_FIELDS + R_NUMEL];
+    for (int64_t start = 0; start < numel; start += CHUNK) {
+        double partial[MAX_DOTS] = {0};
+        sums_fn(records + t * R_FIELDS, hyper, constants + t * K_FIELDS, start,
+                start + CHUNK < numel ? start + CHUNK : numel, partial);
+        for (int j = 0; j < nsums; ++j)
+            dots[j] += partial[j];
+    }
+}
+
 /*
- * A step of `count` tensors that are each their own block (scope "tensor", unsharded): runs of
- * consecutive tensors holding at most RUN_ELEMENTS elements (a larger tensor is a run of its
- * own) take the sums pass, then `solve` per tensor, then the update pass, before the next run
- * starts, so that the update finds the run's arrays still in cache. One parallel region covers
- * the whole step. Each chunk's partial sums have their own slot and each tensor's dots are added
- * in chunk order, as in run_chunks: the results equal the two-pass step's and do not depend on
- * the thread count. terms[2 t], terms[2 t + 1] receive tensor t's (a, b).
+ * A step of `count` tensors that are each their own block (scope "tensor", unsharded): each
+ * tensor takes its sums pass, `solve` and its update pass back to back, so that the update finds
+ * the tensor's arrays still in cache. A tensor below SHARED_ELEMENTS goes to one thread (threads
+ * take such tensors one at a time, with no barrier between them); a larger one is shared by all
+ * threads chunk by chunk, with a barrier after each of its three stages. Each chunk's sums are
+ * added in chunk order, as in run_chunks, so the results equal the two-pass step's and do not
+ * depend on the thread count. terms[2 t], terms[2 t + 1] receive tensor t's (a, b).
  */
 static int run_tensor_steps(const int64_t *records, int64_t count, const double *hyper,
                             double *constants, chunk_fn sums_fn, int nsums, solve_fn solve,
                             chunk_fn update_fn, double *terms, int threads)
 {
-    int64_t items = 0, elements = 0;
+    int64_t most_chunks = 1, elements = 0; /* partial sums of the largest shared tensor */
     for (int64_t t = 0; t < count; ++t) {
-        const int64_t numel = records[t * R_FIELDS + R_NUMEL];
-        items += (numel + CHUNK - 1) / CHUNK;
+        const int64_t numel = records[t * R_FIELDS + R_NUMEL], chunks = (numel + CHUNK - 1) / CHUNK;
+        if (numel >= SHARED_ELEMENTS && chunks > most_chunks)
+            most_chunks = chunks;
         elements += numel;
     }
-    const size_t slots = (size_t)(count > 0 ? count : 1) + 1;
-    item_t *list = malloc((size_t)(items > 0 ? items : 1) * sizeof *list);
-    double *partial = calloc((size_t)(items > 0 ? items : 1) * MAX_DOTS, sizeof *partial);
-    int64_t *first_item = malloc(slots * sizeof *first_item);
-    int64_t *run_start = malloc(slots * sizeof *run_start);
-    if (list == NULL || partial == NULL || first_item == NULL || run_start == NULL) {
-        free(list);
-        free(partial);
-        free(first_item);
-        free(run_start);
+    double *partial = malloc((size_t)most_chunks * MAX_DOTS * sizeof *partial);
+    if (partial == NULL)
         return -1;
-    }
-    int64_t next = 0, runs = 0, run_elements = 0;
-    for (int64_t t = 0; t < count; ++t) {
-        const int64_t numel = records[t * R_FIELDS + R_NUMEL];
-        if (t == 0 || run_elements + numel > RUN_ELEMENTS) {
-            run_start[runs++] = t;
-            run_elements = 0;
-        }
-        run_elements += numel;
-        first_item[t] = next;
-        for (int64_t start = 0; start < numel; start += CHUNK) {
-            list[next].tensor = t;
-            list[next].start = start;
-            list[next].stop = start + CHUNK < numel ? start + CHUNK : numel;
-            ++next;
-        }
-    }
-    first_item[count] = next;
-    run_start[runs] = count;
 #pragma omp parallel num_threads(threads) if (elements >= 4 * CHUNK)
-    for (int64_t r = 0; r < runs; ++r) {
-        const int64_t begin = first_item[run_start[r]], end = first_item[run_start[r + 1]];
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t i = begin; i < end; ++i) {
-            const int64_t t = list[i].tensor;
-            sums_fn(records + t * R_FIELDS, hyper, constants + t * K_FIELDS, list[i].start,
-                    list[i].stop, partial + i * MAX_DOTS);
-        }
-#pragma omp single
-        for (int64_t t = run_start[r]; t < run_start[r + 1]; ++t) {
+    {
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int64_t t = 0; t < count; ++t) {
+            if (records[t * R_FIELDS + R_NUMEL] >= SHARED_ELEMENTS)
+                continue;
             double dots[MAX_DOTS] = {0};
-            for (int64_t i = first_item[t]; i < first_item[t + 1]; ++i)
-                for (int j = 0; j < nsums; ++j)
-                    dots[j] += partial[i * MAX_DOTS + j];
+            tensor_sums(records, t, hyper, constants, sums_fn, nsums, dots);
             solve(records + t * R_FIELDS, hyper, constants + t * K_FIELDS, dots, terms + 2 * t);
+            const int64_t numel = records[t * R_FIELDS + R_NUMEL];
+            for (int64_t start = 0; start < numel; start += CHUNK)
+                update_fn(records + t * R_FIELDS, hyper, constants + t * K_FIELDS, start,
+                          start + CHUNK < numel ? start + CHUNK : numel, NULL);
         }
+        for (int64_t t = 0; t < count; ++t) {
+            const int64_t numel = records[t * R_FIELDS + R_NUMEL];
+            if (numel < SHARED_ELEMENTS)
+                continue;
+            const int64_t chunks = (numel + CHUNK - 1) / CHUNK;
+            const int64_t *record = records + t * R_FIELDS;
+            double *k = constants + t * K_FIELDS;
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t i = begin; i < end; ++i) {
-            const int64_t t = list[i].tensor;
-            update_fn(records + t * R_FIELDS, hyper, constants + t * K_FIELDS, list[i].start,
-                      list[i].stop, NULL);
+            for (int64_t i = 0; i < chunks; ++i) {
+                double *slot = partial + i * MAX_DOTS;
+                for (int j = 0; j < MAX_DOTS; ++j)
+                    slot[j] = 0.0;
+                const int64_t start = i * CHUNK;
+                sums_fn(record, hyper, k, start, start + CHUNK < numel ? start + CHUNK : numel,
+                        slot);
+            }
+#pragma omp single
+            {
+                double dots[MAX_DOTS] = {0};
+                for (int64_t i = 0; i < chunks; ++i)
+                    for (int j = 0; j < nsums; ++j)
+                        dots[j] += partial[i * MAX_DOTS + j];
+                solve(record, hyper, k, dots, terms + 2 * t);
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t i = 0; i < chunks; ++i) {
+                const int64_t start = i * CHUNK;
+                update_fn(record, hyper, k, start, start + CHUNK < numel ? start + CHUNK : numel,
+                          NULL);
+            }
         }
     }
-    free(list);
     free(partial);
-    free(first_item);
-    free(run_start);
     return 0;
 }
 
