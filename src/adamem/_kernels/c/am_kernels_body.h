@@ -17,10 +17,15 @@ ALWAYS_INLINE T NAME(lerp)(T start, T end, T weight)
 }
 
 /*
- * lambd * P, which is 0 when lambd is 0 even where P overflowed to inf (the model then has
- * no pull term at all; 0 * inf would turn the step into NaN). amadamw.pull_weight.
+ * amadamw.pull_weight: the pull's weight that the model takes in place of lambd * P. It is
+ * lambd * P, or lambd itself for the scale-invariant pull (measured in the metric P), and 0
+ * when lambd is 0 even where P overflowed to inf (the model then has no pull term at all;
+ * 0 * inf would turn the step into NaN).
  */
-ALWAYS_INLINE T NAME(lambd_p)(T lambd, T p) { return lambd != 0 ? lambd * p : (T)0; }
+ALWAYS_INLINE T NAME(pull_weight)(T lambd, T p, int scale_invariant)
+{
+    return scale_invariant ? lambd : lambd != 0 ? lambd * p : (T)0;
+}
 
 /* ---------------------------------------------------------------------------- AM-SGD */
 
@@ -185,8 +190,10 @@ ALWAYS_INLINE T NAME(preconditioner)(T v, T bias_correction1, T inv_bias_correct
 /*
  * amadamw_block_sums for one chunk: advance v and add the four inner products of a, b:
  * <g, d / P_last + mu x> (P_last = P_{t-1} for the displacement gap, P_t for compat),
- * <x, d - g>, <M (d - g), g + lambd P d> and <d - g, M (d - g)>, M = 1 / (P (1 + lambd P)).
- * x is read only with weight decay, as in the foreach path.
+ * <x, d - g>, <M (d - g), g + pull d> and <d - g, M (d - g)>, M = 1 / (P (1 + pull)), with
+ * pull = pull_weight. x is read only with weight decay, as in the foreach path. The
+ * scale-invariant flag is read here rather than dispatched on like the others: it only selects
+ * between two values, which the vectorised loop does with a blend.
  */
 ALWAYS_INLINE void NAME(adamw_sums_body)(const int64_t *record, const double *hyper,
                                          const double *constants, int64_t start, int64_t stop,
@@ -199,6 +206,7 @@ ALWAYS_INLINE void NAME(adamw_sums_body)(const int64_t *record, const double *hy
     const T beta2 = (T)hyper[H_BETA2], one_minus_beta2 = (T)(1 - hyper[H_BETA2]);
     const T sign = (T)hyper[H_GRAD_SIGN];
     const T eps = (T)hyper[H_EPS], lambd = (T)hyper[H_LAMBD], mu = (T)hyper[H_WEIGHT_DECAY];
+    const int scale_invariant = hyper[H_SCALE_INVARIANT] != 0.0;
     const T bc1 = (T)constants[K_BC1], inv_bc2 = (T)constants[K_INV_BC2];
     const T prev_bc1 = (T)constants[K_PREV_BC1], inv_prev_bc2 = (T)constants[K_INV_PREV_BC2];
     for (int64_t block = start; block < stop; block += BLOCK) {
@@ -214,13 +222,13 @@ ALWAYS_INLINE void NAME(adamw_sums_body)(const int64_t *record, const double *hy
             const T last_p =
                 compat ? p : NAME(preconditioner)(old_v, prev_bc1, inv_prev_bc2, eps);
             const T difference = memory - grad;
-            /* Dividing twice, as amadamw_terms does: P (1 + lambd P) may overflow. */
-            const T lambd_p = NAME(lambd_p)(lambd, p);
-            const T metric_difference = difference / p / (1 + lambd_p);
+            /* Dividing twice, as amadamw_terms does: P (1 + pull) may overflow. */
+            const T pull_weight = NAME(pull_weight)(lambd, p, scale_invariant);
+            const T metric_difference = difference / p / (1 + pull_weight);
             gap += decay ? grad * (memory / last_p + mu * x[i]) : grad * (memory / last_p);
             if (decay)
                 weight_decay += x[i] * difference;
-            pull += metric_difference * (grad + lambd_p * memory);
+            pull += metric_difference * (grad + pull_weight * memory);
             curvature += difference * metric_difference;
         }
         sums[0] += gap;
@@ -247,7 +255,7 @@ static void NAME(adamw_sums_chunk)(const int64_t *record, const double *hyper,
 
 /*
  * amadamw_tensor_step with P from v (already advanced): d <- lerp(d, g, w),
- * w = (1 - beta) / (1 + lambd P); x <- (1 - mu lr) x - lr d / P, or with Nesterov
+ * w = (1 - beta) / (1 + pull_weight); x <- (1 - mu lr) x - lr d / P, or with Nesterov
  * x <- (1 - mu lr) x - lr lerp(d, bc1 g, w) / P, bc1 = 1 - beta1_max Pi.
  * With `advance`, first advance v as the sums pass does (a first step, which has no sums).
  */
@@ -265,6 +273,7 @@ ALWAYS_INLINE void NAME(adamw_update_body)(const int64_t *record, const double *
     const T decay_factor = (T)(1 - hyper[H_WEIGHT_DECAY] * hyper[H_LR]);
     const T bc1 = (T)constants[K_BC1], inv_bc2 = (T)constants[K_INV_BC2];
     const T one_minus_beta = (T)constants[K_ONE_MINUS_BETA];
+    const int scale_invariant = hyper[H_SCALE_INVARIANT] != 0.0;
 #pragma omp simd
     for (int64_t i = start; i < stop; ++i) {
         const T grad = sign * g[i];
@@ -274,7 +283,7 @@ ALWAYS_INLINE void NAME(adamw_update_body)(const int64_t *record, const double *
             v[i] = second_moment;
         }
         const T p = NAME(preconditioner)(second_moment, bc1, inv_bc2, eps);
-        const T weight = one_minus_beta / (1 + NAME(lambd_p)(lambd, p));
+        const T weight = one_minus_beta / (1 + NAME(pull_weight)(lambd, p, scale_invariant));
         const T memory = NAME(lerp)(d[i], grad, weight);
         d[i] = memory;
         const T direction = nesterov ? NAME(lerp)(memory, bc1 * grad, weight) : memory;
@@ -314,7 +323,7 @@ static T NAME(inv_bias_correction2)(double beta2, T step)
 }
 
 /*
- * dots[4 t ...]: the gap (displacement_gap or compat_gap), <x, d - g>, <M (d - g), g + lambd P d>
+ * dots[4 t ...]: the gap (displacement_gap or compat_gap), <x, d - g>, <M (d - g), g + pull d>
  * and <d - g, M (d - g)>.
  */
 int NAME(am_adamw_sums)(const int64_t *records, int64_t count, const double *hyper, double *dots,
