@@ -23,14 +23,36 @@ import adamem
 VECTORS = json.loads((Path(__file__).parent / "data" / "spec_test_vectors.json").read_text())[
     "vectors"
 ]
+# AM-AdamW with scale_invariant=True, written by data/make_scale_invariant_vectors.py.
+SCALE_INVARIANT_VECTORS = json.loads(
+    (Path(__file__).parent / "data" / "scale_invariant_vectors.json").read_text()
+)["vectors"]
 
 
-def vectors_of(kind: str) -> list[dict]:
-    return [v for v in VECTORS if v["kind"] == kind]
+def vectors_of(kind: str, vectors: list[dict] = VECTORS) -> list[dict]:
+    return [v for v in vectors if v["kind"] == kind]
 
 
 def t64(values) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float64)
+
+
+def quadratic_trajectory(vector, make_optimizer):
+    """Run an optimizer on f(z) = z'Az/2 - b'z split into tensors; record every step's betas."""
+    i = vector["inputs"]
+    A, b = t64(i["A"]), t64(i["b"])
+    params = [torch.nn.Parameter(chunk.clone()) for chunk in t64(i["x0"]).split(i["sizes"])]
+    opt = make_optimizer(params, i)
+    betas = []
+    for lr in i["lrs"]:
+        z = torch.cat([p.detach() for p in params])
+        for p, grad in zip(params, (A @ z - b).split(i["sizes"])):
+            p.grad = grad.clone()
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.step()
+        betas.append([float(opt.state[p]["beta"]) for p in params])
+    return params, opt, betas
 
 
 SHAPES = [(4, 3), (3,), (2, 2, 2), (1,), (5,)]
@@ -168,6 +190,12 @@ CASES = [
     OptimizerCase("amadamw_no_decay", AMADAMW_FAMILY, {"weight_decay": 0.0, "lambd": 0.0}),
     OptimizerCase("amsgd_nesterov", AMSGD_FAMILY, {"nesterov": True, "weight_decay": 0.1}),
     OptimizerCase("amadamw_nesterov", AMADAMW_FAMILY, {"nesterov": True}),
+    OptimizerCase("amadamw_scale_invariant", AMADAMW_FAMILY, {"scale_invariant": True}),
+    OptimizerCase(
+        "amadamw_scale_invariant_nesterov",
+        AMADAMW_FAMILY,
+        {"scale_invariant": True, "nesterov": True, "gap_estimate": "compat"},
+    ),
 ]
 
 

@@ -44,6 +44,9 @@ def test_nesterov_methods_build_their_optimizers():
     am = method("amadamw-nesterov-tensor").build([param], lr=1e-3, weight_decay=0.01)
     assert isinstance(am, adamem.AMAdamW) and am.param_groups[0]["nesterov"] is True
     assert method("amsgd-nesterov-tensor").build([param], 0.1, 0.0).param_groups[0]["nesterov"]
+    si = method("amadamw-si-tensor").build([param], lr=1e-3, weight_decay=0.01)
+    assert isinstance(si, adamem.AMAdamW) and si.param_groups[0]["scale_invariant"] is True
+    assert si.param_groups[0]["nesterov"] is False
     nadam = method("nadamw-0.9").build([param], lr=1e-3, weight_decay=0.01)
     assert isinstance(nadam, torch.optim.NAdam)
     assert nadam.param_groups[0]["decoupled_weight_decay"] is True
@@ -71,6 +74,7 @@ def test_families_hold_the_issue_grid():
         "amadamw-tensor",
         "amadamw-global",
         "amadamw-nesterov-tensor",
+        "amadamw-si-tensor",
     ]
     assert [m.name for m in adam if not m.adaptive] == [
         "adamw-0",

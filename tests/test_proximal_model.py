@@ -2,7 +2,8 @@
 
 The closed forms are checked against generic solvers that see the model only as a function:
 SLSQP on the epigraph form of the primal, and a bounded 1-D search on the dual whose inner
-minimisation is a Newton step with an autograd Hessian.
+minimisation is a Newton step with an autograd Hessian. AM-AdamW's ``scale_invariant`` model
+(docs/variants.md) is checked the same way, its pull written in the metric ``P``.
 """
 
 import numpy as np
@@ -18,7 +19,7 @@ from adamem.beta import select_beta
 UNCLIPPED_TARGETS = (-0.5, 0.4, 0.95, 1.5)  # below 0, interior, between cap and 1, above 1
 
 
-def random_instance(rng, sgd: bool):
+def random_instance(rng, sgd: bool, scale_invariant: bool = False):
     n = int(rng.integers(2, 7))
     t = lambda scale: torch.tensor(rng.normal(size=n) * scale, dtype=torch.float64)  # noqa: E731
     instance = dict(
@@ -28,6 +29,7 @@ def random_instance(rng, sgd: bool):
         lr=float(10 ** rng.uniform(-3, 0.3)),
         lambd=float(rng.choice([0.0, rng.uniform(0, 2)])),
         cap=float(rng.uniform(0.5, 0.95)),
+        scale_invariant=scale_invariant,
     )
     if sgd:
         instance.update(p=torch.ones(n, dtype=torch.float64), mu=0.0)
@@ -48,7 +50,7 @@ def closed_form(inst, gap, sgd: bool):
         beta = select_beta(a, b, inst["cap"])
         x_new, _ = amsgd_tensor_step(inst["x"], inst["g"], inst["d"], beta, **common)
     else:
-        common["weight_decay"] = inst["mu"]
+        common.update(weight_decay=inst["mu"], scale_invariant=inst["scale_invariant"])
         args = inst["x"], inst["g"], inst["d"], inst["p"]
         a, b = amadamw_terms(*args, gap=gap, **common)
         beta = select_beta(a, b, inst["cap"])
@@ -57,13 +59,21 @@ def closed_form(inst, gap, sgd: bool):
 
 
 def lagrangian(inst, gap, x, beta):
-    """(1-beta) l_g + beta l_d + prox + pull, with f(x_t) = 0 and l_d(x_t) = gap (model B)."""
+    """(1-beta) l_g + beta l_d + prox + pull, with f(x_t) = 0 and l_d(x_t) = gap (model B).
+
+    The pull is (lambd / 2 lr) ||P (x - centre) + lr d||^2, the distance to the point
+    centre - lr d / P in the metric P^2 (§2), or with ``scale_invariant`` the same distance
+    in the metric P of the proximal term."""
     x_t, g, d, p, lr, lambd = inst["x"], inst["g"], inst["d"], inst["p"], inst["lr"], inst["lambd"]
     centre = (1 - inst["mu"] * lr) * x_t
     plane_g = torch.dot(g, x - x_t)
     plane_d = gap + torch.dot(d, x - x_t)
     prox = torch.dot(p * (x - centre), x - centre) / (2 * lr)
-    pull = lambd / (2 * lr) * torch.sum((p * (x - centre) + lr * d) ** 2)
+    if inst["scale_invariant"]:
+        kept = x - (centre - lr * d / p)
+        pull = lambd / (2 * lr) * torch.dot(p * kept, kept)
+    else:
+        pull = lambd / (2 * lr) * torch.sum((p * (x - centre) + lr * d) ** 2)
     return (1 - beta) * plane_g + beta * plane_d + prox + pull
 
 
@@ -121,12 +131,18 @@ def dual_maximiser(inst, gap):
     return result.x
 
 
-@pytest.mark.parametrize("sgd", [True, False], ids=["sgd", "adamw"])
+@pytest.mark.parametrize(
+    "sgd, scale_invariant",
+    [(True, False), (False, False), (False, True)],
+    ids=["sgd", "adamw", "adamw_scale_invariant"],
+)
 @pytest.mark.parametrize("target", UNCLIPPED_TARGETS)
-def test_closed_form_solves_the_model(sgd, target):
-    rng = np.random.default_rng(1000 * int(sgd) + int(100 * target) % 97)
+def test_closed_form_solves_the_model(sgd, scale_invariant, target):
+    rng = np.random.default_rng(
+        1000 * int(sgd) + 500 * int(scale_invariant) + int(100 * target) % 97
+    )
     for _ in range(5):
-        inst = random_instance(rng, sgd)
+        inst = random_instance(rng, sgd, scale_invariant)
         a0, b, _, _ = closed_form(inst, 0.0, sgd)
         # a is affine in the gap with slope 1 (a = gap - lr * ...).
         gap = target * b - a0

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import t64, vectors_of
+from helpers import quadratic_trajectory, t64, vectors_of
 
 import adamem
 from adamem.amadamw import (
@@ -102,24 +102,6 @@ def test_adamw_gap_estimates(vector):
         compat_gap(x, g, d, t64(i["P"]), prev_lr=i["eta_prev"], lr=i["eta"], weight_decay=i["mu"]),
         e["Gamma_compat"],
     )
-
-
-def quadratic_trajectory(vector, make_optimizer):
-    """Run an optimizer on f(z) = z'Az/2 - b'z split into tensors; record every step's betas."""
-    i = vector["inputs"]
-    A, b = t64(i["A"]), t64(i["b"])
-    params = [torch.nn.Parameter(chunk.clone()) for chunk in t64(i["x0"]).split(i["sizes"])]
-    opt = make_optimizer(params, i)
-    betas = []
-    for lr in i["lrs"]:
-        z = torch.cat([p.detach() for p in params])
-        for p, grad in zip(params, (A @ z - b).split(i["sizes"])):
-            p.grad = grad.clone()
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.step()
-        betas.append([float(opt.state[p]["beta"]) for p in params])
-    return params, opt, betas
 
 
 def momentum_of(opt, params, key):

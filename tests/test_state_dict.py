@@ -130,11 +130,14 @@ def test_setstate_fills_flags_missing_from_old_checkpoints(case):
     optimizer = case.make(make_params())
     state = optimizer.__getstate__()
     for group in state["param_groups"]:
-        for key in ("scope", "maximize", "foreach", "gap_estimate"):
+        for key in ("scope", "maximize", "foreach", "gap_estimate", "nesterov", "scale_invariant"):
             group.pop(key, None)
     restored = object.__new__(type(optimizer))
     restored.__setstate__(state)
     group = restored.param_groups[0]
     assert group["scope"] == "tensor" and group["maximize"] is False and group["foreach"] is None
+    assert group["nesterov"] is False
     if case.accepts("gap_estimate"):
         assert group["gap_estimate"] == "displacement"
+    if case.accepts("scale_invariant"):
+        assert group["scale_invariant"] is False

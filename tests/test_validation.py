@@ -47,6 +47,8 @@ AMADAMW_CASES = [
     (dict(lr=1.0, weight_decay=1.0), ValueError, "weight_decay"),
     (dict(lr=0.5, weight_decay=3.0), ValueError, "weight_decay"),
     (dict(gap_estimate="exact"), ValueError, "gap_estimate"),
+    (dict(scale_invariant="yes"), TypeError, "scale_invariant"),
+    (dict(scale_invariant=None), TypeError, "scale_invariant"),
 ]
 
 

@@ -30,11 +30,18 @@ from the previous :math:`v` and bias factor, so no extra buffer is stored. With
 once more, :math:`x \leftarrow (1 - \mu\eta)\,x - \eta\,\big(d + w\,(b_1 g - d)\big)/P` with
 :math:`b_1 = 1 - \beta_{1,\max}\Pi` the bias factor in :math:`P` (so that the gradient enters
 unscaled: with :math:`\lambda = 0` the first step is still Adam's).
+
+**Scale-invariant** (``scale_invariant=True``): the pull towards the old direction is measured
+in the metric :math:`P` of the proximal term instead of :math:`P^2` (docs/variants.md), which
+replaces :math:`\lambda P` by :math:`\lambda` everywhere above: :math:`M = 1/(P(1+\lambda))`,
+the pull term is :math:`\langle d-g, M(g + \lambda d)\rangle` and :math:`w = (1-\beta)/(1+\lambda)`.
+Then :math:`\beta` and the step do not change when the loss is multiplied by a constant
+(with :math:`\varepsilon` scaled alike), as AdamW's do not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -89,12 +96,13 @@ KERNELS = Kernels(
         "lambd": group["lambd"],
         "compat_gap": float(group["gap_estimate"] == "compat"),
         "nesterov": float(group["nesterov"]),
+        "scale_invariant": float(group["scale_invariant"]),
     },
     dots=4,
     terms_from_dots=_kernel_terms,
 )
 """AM-AdamW's fused kernels: the gap (scaled by :func:`gap_scale`), ``<x, d-g>``,
-``<M (d-g), g + lambd P d>``, ``<d-g, M (d-g)>``."""
+``<M (d-g), g + pull d>``, ``<d-g, M (d-g)>`` (``pull``: :func:`pull_weight`)."""
 
 
 class AMAdamW(AMOptimizer):
@@ -109,6 +117,9 @@ class AMAdamW(AMOptimizer):
         weight_decay: decoupled decay :math:`\mu \ge 0` (``lr * weight_decay < 1``).
         lambd: pull :math:`\lambda \ge 0` towards the old direction.
         nesterov: take a NAdam-style look-ahead step with the same beta (module docstring).
+        scale_invariant: measure the pull in the metric of the proximal term, so that beta and
+            the step do not change when the loss is multiplied by a constant (module
+            docstring, docs/variants.md). ``False`` (default) is the paper's model.
         scope: ``"tensor"`` (one beta per parameter tensor), ``"group"`` (one per parameter
             group) or ``"global"`` (one for every group whose scope is ``"global"``).
         gap_estimate: how the function gap :math:`\Gamma \approx f(x_{t-1}) - f(x_t)` is
@@ -156,6 +167,7 @@ class AMAdamW(AMOptimizer):
         "gap_estimate": "displacement",
         "fused": None,
         "nesterov": False,
+        "scale_invariant": False,
     }
 
     def __init__(
@@ -170,6 +182,7 @@ class AMAdamW(AMOptimizer):
         scope: Scope = "tensor",
         gap_estimate: GapEstimate = "displacement",
         nesterov: bool = False,
+        scale_invariant: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
@@ -183,6 +196,7 @@ class AMAdamW(AMOptimizer):
             scope=scope,
             gap_estimate=gap_estimate,
             nesterov=nesterov,
+            scale_invariant=scale_invariant,
             maximize=maximize,
             foreach=foreach,
             fused=fused,
@@ -201,6 +215,7 @@ class AMAdamW(AMOptimizer):
         check_number("lambd", group["lambd"], 0.0, float("inf"), high_open=True)
         check_choice("gap_estimate", group["gap_estimate"], GAP_ESTIMATES)
         check_flag("nesterov", group["nesterov"])
+        check_flag("scale_invariant", group["scale_invariant"])
         validate_fused(group)
         if float(group["lr"]) * group["weight_decay"] >= 1:
             raise ValueError(
@@ -214,12 +229,12 @@ class AMAdamW(AMOptimizer):
         The moments and step counts carry over unchanged, and so do the run's ``lr``,
         ``betas``, ``eps``, ``weight_decay`` and ``maximize`` (``betas[0]`` becomes the cap on
         beta); this optimizer keeps its own ``lambd``, ``scope``, ``gap_estimate``,
-        ``nesterov``, ``foreach`` and ``fused``. The state is set as if every past step had
-        taken beta = ``betas[0]``, which is what AdamW did: the product of betas and the last
-        bias factor are AdamW's, so the first AM step's bias correction continues AdamW's,
-        and its displacement gap is AdamW's last step exactly (taking the group's ``lr`` as
-        the last step's). Build this optimizer with the same parameter groups; AdamW's
-        ``amsgrad=True`` has no AM counterpart and is refused.
+        ``nesterov``, ``scale_invariant``, ``foreach`` and ``fused``. The state is set as if
+        every past step had taken beta = ``betas[0]``, which is what AdamW did: the product of
+        betas and the last bias factor are AdamW's, so the first AM step's bias correction
+        continues AdamW's, and its displacement gap is AdamW's last step exactly (taking the
+        group's ``lr`` as the last step's). Build this optimizer with the same parameter
+        groups; AdamW's ``amsgrad=True`` has no AM counterpart and is refused.
 
         Example:
             >>> import torch, adamem
@@ -261,8 +276,14 @@ class AMAdamW(AMOptimizer):
         return float(group["betas"][0])
 
     def effective_momentum(self, beta: Tensor, group: dict[str, Any]) -> Tensor:
-        """``beta`` itself: the per-coordinate weight ``(beta + lambd*P)/(1 + lambd*P)`` tends to
-        it as ``lambd * P -> 0``, the usual regime in deep networks (ALGORITHMS.md §5)."""
+        """The weight of the old memory in ``d'``, ``(beta + pull) / (1 + pull)``
+        (:func:`pull_weight`). With ``scale_invariant`` it is ``(beta + lambd)/(1 + lambd)``
+        for every coordinate; otherwise ``beta`` itself, which the per-coordinate
+        ``(beta + lambd*P)/(1 + lambd*P)`` tends to as ``lambd * P -> 0``, the usual regime in
+        deep networks (ALGORITHMS.md §5)."""
+        if group["scale_invariant"]:
+            lambd = group["lambd"]
+            return (beta + lambd) / (1.0 + lambd)
         return beta
 
     def _init_state(self, state: dict[str, Any], param: Tensor, group: dict[str, Any]) -> None:
@@ -321,6 +342,7 @@ class _TorchStep:
             eps=group["eps"],
             weight_decay=group["weight_decay"],
             lambd=group["lambd"],
+            scale_invariant=group["scale_invariant"],
             gap_estimate=group["gap_estimate"],
             foreach=self.foreach,
         )
@@ -346,6 +368,7 @@ class _TorchStep:
             weight_decay=group["weight_decay"],
             lambd=group["lambd"],
             nesterov=group["nesterov"],
+            scale_invariant=group["scale_invariant"],
             foreach=self.foreach,
         )
         beta_list = list(all_betas.unbind())
@@ -370,6 +393,7 @@ def amadamw_block_sums(
     eps: float,
     weight_decay: float,
     lambd: float,
+    scale_invariant: bool = False,
     gap_estimate: GapEstimate,
     foreach: bool,
 ) -> tuple[Tensor, Tensor] | None:
@@ -395,6 +419,7 @@ def amadamw_block_sums(
         eps=eps,
         mu=weight_decay,
         lambd=lambd,
+        scale_invariant=scale_invariant,
         gap_estimate=gap_estimate,
     )
     a_list, b_list = [], []
@@ -451,6 +476,7 @@ def _single_tensor_block_sums(
     eps: float,
     mu: float,
     lambd: float,
+    scale_invariant: bool,
     gap_estimate: GapEstimate,
 ) -> tuple[Tensor, Tensor] | None:
     """The reference: ALGORITHMS.md §4-5 written out for tensor ``index``; advances its
@@ -477,7 +503,17 @@ def _single_tensor_block_sums(
             gap = displacement_gap(x, g, d, prev_p, prev_lr=prev_lr, weight_decay=mu)
         else:
             gap = compat_gap(x, g, d, p, prev_lr=prev_lr, lr=lr, weight_decay=mu)
-        terms = amadamw_terms(x, g, d, p, gap=gap, lr=lr, weight_decay=mu, lambd=lambd)
+        terms = amadamw_terms(
+            x,
+            g,
+            d,
+            p,
+            gap=gap,
+            lr=lr,
+            weight_decay=mu,
+            lambd=lambd,
+            scale_invariant=scale_invariant,
+        )
     # Only now: v may be the stored tensor itself, and the gap needs the old one.
     ops.write_back([stored_v], [new_v])
     return terms
@@ -555,16 +591,18 @@ def amadamw_terms(
     lr: LearningRate,
     weight_decay: float,
     lambd: float,
+    scale_invariant: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """One tensor's ``(a, b) = (lr num, lr den)`` of §2 with ``Delta = gap``."""
+    """One tensor's ``(a, b) = (lr num, lr den)`` of §2 with ``Delta = gap``; with
+    ``scale_invariant``, of the model whose pull is measured in the metric ``P``."""
     p, difference = preconditioner, memory - grad
-    lambd_p = pull_weight(lambd, p)
-    # M (d - g) = (d - g) / P / (1 + lambd P): dividing twice keeps |g| ~ 1e30 in range.
-    metric_difference = difference / p / (1 + lambd_p)
+    pull = pull_weight(lambd, p, scale_invariant)
+    # M (d - g) = (d - g) / P / (1 + pull): dividing twice keeps |g| ~ 1e30 in range.
+    metric_difference = difference / p / (1 + pull)
     return amadamw_terms_from_dots(
         gap,
         ops.dot(x, difference),
-        ops.dot(metric_difference, grad + lambd_p * memory),
+        ops.dot(metric_difference, grad + pull * memory),
         ops.dot(difference, metric_difference),
         lr=lr,
         weight_decay=weight_decay,
@@ -581,14 +619,23 @@ def amadamw_terms_from_dots(
     weight_decay: float,
 ) -> tuple[Tensor, Tensor]:
     """``(a, b)`` from the gap and the inner products ``decay = <x, d-g>``,
-    ``pull = <M (d-g), g + lambd P d>``, ``curvature = <d-g, M (d-g)>``."""
+    ``pull = <M (d-g), g + pull_weight d>``, ``curvature = <d-g, M (d-g)>``."""
     return gap - lr * (weight_decay * decay + pull), lr * curvature
 
 
-def pull_weight(lambd: float, preconditioner: Tensor) -> Tensor | float:
-    """``lambd * P``; 0 when ``lambd`` is 0, also where ``P`` overflowed to inf: without the
+def pull_weight(
+    lambd: float, preconditioner: Tensor, scale_invariant: bool = False
+) -> Tensor | float:
+    """The pull's weight relative to the proximal term, which every formula of the model
+    takes in place of ``lambd P``: ``M = 1 / (P (1 + pull))``, ``w = (1-beta) / (1 + pull)``.
+
+    ``lambd * P`` for the paper's pull, measured in the metric ``P^2``; the scalar ``lambd``
+    with ``scale_invariant``, whose pull is measured in ``P`` like the proximal term
+    (docs/variants.md). 0 when ``lambd`` is 0, also where ``P`` overflowed to inf: without the
     pull term the model has no ``lambd P`` at all, and ``0 * inf`` would make the step NaN."""
-    return lambd * preconditioner if lambd != 0 else 0.0
+    if lambd == 0 or scale_invariant:
+        return float(lambd)
+    return lambd * preconditioner
 
 
 def amadamw_tensor_step(
@@ -602,15 +649,17 @@ def amadamw_tensor_step(
     weight_decay: float,
     lambd: float,
     nesterov: bool = False,
+    scale_invariant: bool = False,
     bias_correction1: Tensor | float = 1.0,
 ) -> tuple[Tensor, Tensor]:
-    """One tensor's new ``(x, d)``: ``d' = lerp(d, g, w)``, ``w = (1-beta) / (1 + lambd P)``
-    (that is ``((1-beta) g + (lambd P + beta) d) / (1 + lambd P)``),
+    """One tensor's new ``(x, d)``: ``d' = lerp(d, g, w)``, ``w = (1-beta) / (1 + pull)``
+    (that is ``((1-beta) g + (pull + beta) d) / (1 + pull)``, ``pull`` = :func:`pull_weight`:
+    ``lambd P``, or ``lambd`` with ``scale_invariant``),
     ``x' = (1 - weight_decay lr) x - lr d' / P``; with ``nesterov``, ``x'`` takes
     ``lerp(d', bias_correction1 g, w)`` in place of ``d'``."""
     p = preconditioner
     # The lerp form of the update: its weight stays in [0, 1] when P overflows to inf.
-    weight = (1 - beta) / (1 + pull_weight(lambd, p))
+    weight = (1 - beta) / (1 + pull_weight(lambd, p, scale_invariant))
     new_memory = torch.lerp(memory, grad, weight)
     direction = torch.lerp(new_memory, bias_correction1 * grad, weight) if nesterov else new_memory
     return (1 - weight_decay * lr) * x - lr * (direction / p), new_memory
@@ -630,6 +679,16 @@ def _foreach_preconditioners(
     return ops.foreach_mul_unbound(roots, bias_corrections1)
 
 
+def _foreach_pull_weights(
+    preconditioners: list[Tensor], lambd: float, scale_invariant: bool
+) -> Sequence[Tensor] | float:
+    """:func:`pull_weight` of each tensor: ``lambd P`` per tensor, or one float for all of
+    them (``lambd`` with ``scale_invariant``, 0 when ``lambd`` is 0)."""
+    if lambd == 0 or scale_invariant:
+        return float(lambd)
+    return torch._foreach_mul(preconditioners, lambd)
+
+
 def _multi_tensor_block_sums(
     inputs: _AdamWInputs,
     *,
@@ -639,6 +698,7 @@ def _multi_tensor_block_sums(
     eps: float,
     mu: float,
     lambd: float,
+    scale_invariant: bool,
     gap_estimate: GapEstimate,
 ) -> tuple[Tensor, Tensor] | None:
     """The same sums with ``torch._foreach_*`` kernels over the tensors of ``inputs``."""
@@ -682,9 +742,13 @@ def _multi_tensor_block_sums(
     del directions
     differences = torch._foreach_sub(d, g)
     metric_gaps = torch._foreach_div(differences, p)
-    if lambd != 0:  # pull_weight: no lambd P term at all (also where P is inf)
-        torch._foreach_div_(metric_gaps, torch._foreach_add(torch._foreach_mul(p, lambd), 1.0))
-        pulled = torch._foreach_add(g, torch._foreach_mul(torch._foreach_mul(p, d), lambd))
+    pull_weights = _foreach_pull_weights(p, lambd, scale_invariant)
+    if not isinstance(pull_weights, float):
+        torch._foreach_div_(metric_gaps, torch._foreach_add(pull_weights, 1.0))
+        pulled = torch._foreach_add(g, torch._foreach_mul(pull_weights, d))
+    elif pull_weights != 0:
+        torch._foreach_div_(metric_gaps, 1 + pull_weights)
+        pulled = torch._foreach_add(g, torch._foreach_mul(d, pull_weights))
     else:
         pulled = g
     pull = ops.stack_on(ops.foreach_dot(metric_gaps, pulled), like)
@@ -708,9 +772,11 @@ def amadamw_update(
     weight_decay: float,
     lambd: float,
     nesterov: bool = False,
+    scale_invariant: bool = False,
     foreach: bool,
 ) -> None:
-    """``d <- lerp(d, g, w)``, ``w = (1-beta) / (1 + lambd P)``; ``x <- (1-mu lr) x - lr d/P``,
+    """``d <- lerp(d, g, w)``, ``w = (1-beta) / (1 + pull)`` (:func:`pull_weight`);
+    ``x <- (1-mu lr) x - lr d/P``,
     or with ``nesterov`` ``x <- (1-mu lr) x - lr lerp(d, bc1 g, w) / P``.
 
     ``P`` is recomputed from the advanced ``v``, the advanced step counts and
@@ -740,6 +806,7 @@ def amadamw_update(
                 weight_decay=weight_decay,
                 lambd=lambd,
                 nesterov=nesterov,
+                scale_invariant=scale_invariant,
                 bias_correction1=bias_factors[index],
             )
             # Two writes: under torch.compile one copy into both let the parameter's
@@ -759,12 +826,13 @@ def amadamw_update(
             eps=eps,
         )
         one_minus_betas = 1 - betas[bucket]
-        if lambd != 0:  # pull_weight
-            weights = torch._foreach_add(torch._foreach_mul(ps, lambd), 1.0)
+        pull_weights = _foreach_pull_weights(ps, lambd, scale_invariant)
+        if not isinstance(pull_weights, float):
+            weights = torch._foreach_add(pull_weights, 1.0)
             torch._foreach_reciprocal_(weights)
             weights = ops.foreach_mul_unbound(weights, one_minus_betas)
         else:
-            weights = list(one_minus_betas.unbind())
+            weights = list((one_minus_betas / (1 + pull_weights)).unbind())
         new_memories = torch._foreach_lerp(memories, g, weights)
         directions = new_memories
         if nesterov:

@@ -45,6 +45,7 @@ HYPER: tuple[str, ...] = (
     "lambd",
     "compat_gap",  # 1.0 for AM-AdamW's gap_estimate="compat"
     "nesterov",  # 1.0 for a Nesterov look-ahead step
+    "scale_invariant",  # 1.0 for AM-AdamW's pull in the metric P (pull weight lambd, not lambd P)
     "grad_sign",  # -1.0 for maximize: the kernels negate the stored gradient as they read it
 )
 """The group's hyperparameters, as float64 (0.0 where an optimizer has no such setting)."""
@@ -55,7 +56,7 @@ MAX_DOTS = 4
 
 def c_definitions() -> list[str]:
     """The contract as C compiler flags: ``-DR_X=0``, ..., ``-DR_FIELDS=10``, ``-DH_LR=0``,
-    ..., ``-DH_FIELDS=8``, ``-DMAX_DOTS=4``."""
+    ..., ``-DH_FIELDS=10``, ``-DMAX_DOTS=4``."""
     flags = [f"-DR_{name.upper()}={index}" for index, name in enumerate(RECORD)]
     flags.append(f"-DR_FIELDS={len(RECORD)}")
     flags += [f"-DH_{name.upper()}={index}" for index, name in enumerate(HYPER)]

@@ -153,9 +153,14 @@ def _inv_sqrt_bias_correction2(beta2, step, COMPUTE: tl.constexpr):
 
 
 @triton.jit
-def _lambd_p(lambd, p):
-    """amadamw.pull_weight: lambd P, 0 when lambd is 0 even where P overflowed to inf."""
-    return tl.where(lambd != 0, lambd * p, 0.0)
+def _pull_weight(lambd, p, SCALE_INVARIANT: tl.constexpr):
+    """amadamw.pull_weight: lambd P, or lambd for the scale-invariant pull; 0 when lambd is 0
+    even where P overflowed to inf."""
+    if SCALE_INVARIANT:
+        weight = tl.zeros_like(p) + lambd
+    else:
+        weight = tl.where(lambd != 0, lambd * p, 0.0)
+    return weight
 
 
 @triton.jit
@@ -352,14 +357,16 @@ def _adamw_sums_kernel(
     COMPUTE: tl.constexpr,
     DECAY: tl.constexpr,
     COMPAT: tl.constexpr,
+    SCALE_INVARIANT: tl.constexpr,
     PRECISE_SUMS: tl.constexpr,
     ALIGNED: tl.constexpr,
     BLOCK: tl.constexpr,
     CHUNK: tl.constexpr,
 ):
     """amadamw_block_sums of one chunk: advance v and add <g, d / P_last + mu x>,
-    <x, d - g>, <M (d - g), g + lambd P d> and <d - g, M (d - g)>, M = 1 / (P (1 + lambd P)),
-    P_last = P_{t-1} (displacement gap) or P_t (compat). A first step only advances v."""
+    <x, d - g>, <M (d - g), g + pull d> and <d - g, M (d - g)>, M = 1 / (P (1 + pull)),
+    pull = _pull_weight, P_last = P_{t-1} (displacement gap) or P_t (compat). A first step
+    only advances v."""
     pid, tensor, start, record, count, x, g, d, v = _chunk(
         records, chunks, X, G, D, V, ALIGNED, CHUNK
     )
@@ -413,10 +420,10 @@ def _adamw_sums_kernel(
                     PRECISE_SUMS,
                 )
             difference = memory - grad
-            # Dividing twice, as amadamw_terms does: P (1 + lambd P) may overflow.
-            lambd_p = _lambd_p(lambd, p)
+            # Dividing twice, as amadamw_terms does: P (1 + pull) may overflow.
+            pull_weight = _pull_weight(lambd, p, SCALE_INVARIANT)
             metric_difference = _divide(
-                _divide(difference, p, PRECISE_SUMS), 1 + lambd_p, PRECISE_SUMS
+                _divide(difference, p, PRECISE_SUMS), 1 + pull_weight, PRECISE_SUMS
             )
             if DECAY:
                 param = tl.load(x + index, mask=mask, other=0.0).to(COMPUTE)
@@ -424,7 +431,7 @@ def _adamw_sums_kernel(
                 decay += param * difference
             else:
                 gap += grad * _divide(memory, last_p, PRECISE_SUMS)
-            pull += metric_difference * (grad + lambd_p * memory)
+            pull += metric_difference * (grad + pull_weight * memory)
             curvature += difference * metric_difference
         tl.store(partials + 4 * pid, tl.sum(gap, axis=0).to(tl.float64))
         tl.store(partials + 4 * pid + 1, tl.sum(decay, axis=0).to(tl.float64))
@@ -447,7 +454,7 @@ def _adamw_reduce_kernel(
 ):
     """For every tensor: advance the step count and store this step's bias factor
     1 - beta1_max Pi; past its first step, also write its dots: ``dots`` gets the gap
-    (gap_scale times <g, d / P_last + mu x>), <x, d - g>, <M (d - g), g + lambd P d>,
+    (gap_scale times <g, d / P_last + mu x>), <x, d - g>, <M (d - g), g + pull d>,
     <d - g, M (d - g)>."""
     tensor = tl.program_id(0)
     record = records + RECORD_FIELDS * tensor
@@ -490,14 +497,15 @@ def _adamw_update_kernel(
     V: tl.constexpr,
     COMPUTE: tl.constexpr,
     NESTEROV: tl.constexpr,
+    SCALE_INVARIANT: tl.constexpr,
     ALIGNED: tl.constexpr,
     BLOCK: tl.constexpr,
     CHUNK: tl.constexpr,
 ):
     """amadamw_tensor_step with P from the advanced v (beta = beta1_max on a first step):
-    d <- lerp(d, g, w), w = (1 - beta) / (1 + lambd P); x <- (1 - mu lr) x - lr d / P, or
-    with Nesterov x <- (1 - mu lr) x - lr lerp(d, bc1 g, w) / P. The tensor's first chunk
-    records beta, Pi beta and lr."""
+    d <- lerp(d, g, w), w = (1 - beta) / (1 + pull), pull = _pull_weight;
+    x <- (1 - mu lr) x - lr d / P, or with Nesterov x <- (1 - mu lr) x - lr lerp(d, bc1 g, w) / P.
+    The tensor's first chunk records beta, Pi beta and lr."""
     pid, tensor, start, record, count, x, g, d, v = _chunk(
         records, chunks, X, G, D, V, ALIGNED, CHUNK
     )
@@ -523,7 +531,7 @@ def _adamw_update_kernel(
         grad = tl.load(g + index, mask=mask).to(COMPUTE) * sign
         second_moment = tl.load(v + index, mask=mask).to(COMPUTE)
         p = _preconditioner(second_moment, bias_correction1, inv_sqrt_bias_correction2, eps, True)
-        weight = _divide(one_minus_beta, 1 + _lambd_p(lambd, p), True)
+        weight = _divide(one_minus_beta, 1 + _pull_weight(lambd, p, SCALE_INVARIANT), True)
         memory = _lerp(tl.load(d + index, mask=mask).to(COMPUTE), grad, weight)
         tl.store(d + index, memory.to(D), mask=mask)
         param = tl.load(x + index, mask=mask).to(COMPUTE)
@@ -792,12 +800,13 @@ class AdamWStep(_Step):
     def _constants(self, kernel: Any) -> dict[str, Any]:
         group = self.batch.group
         if kernel is _adamw_update_kernel:
-            return {"NESTEROV": group["nesterov"]}
+            return {"NESTEROV": group["nesterov"], "SCALE_INVARIANT": group["scale_invariant"]}
         if kernel is not _adamw_sums_kernel:
             return {}
         return {
             "DECAY": group["weight_decay"] != 0,
             "COMPAT": group["gap_estimate"] == "compat",
+            "SCALE_INVARIANT": group["scale_invariant"],
             "PRECISE_SUMS": PRECISE_SUMS,
         }
 

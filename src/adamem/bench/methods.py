@@ -8,9 +8,9 @@ Two families share a learning-rate grid within a task:
   in EMA units (steady-state step ``lr*g``); torch's SGD gets ``lr*(1-m)``, the same
   steady-state step.
 * ``adam``: ``amadamw-tensor``, ``amadamw-global``, ``amadamw-nesterov-tensor``,
-  ``torch.optim.AdamW`` as ``adamw-<beta1>`` and ``torch.optim.NAdam(decoupled_weight_decay=
-  True)`` (its default momentum schedule) as ``nadamw-<beta1>``, all with ``beta2 = 0.999`` and
-  ``eps = 1e-8``.
+  ``amadamw-si-tensor`` (``scale_invariant=True``), ``torch.optim.AdamW`` as
+  ``adamw-<beta1>`` and ``torch.optim.NAdam(decoupled_weight_decay=True)`` (its default
+  momentum schedule) as ``nadamw-<beta1>``, all with ``beta2 = 0.999`` and ``eps = 1e-8``.
 
 A method is named ``<prefix>-<argument>`` (an AM scope, a fixed beta); each prefix is one
 :class:`Kind` in :data:`KINDS`, the only place that knows how to build it. AM keeps its defaults
@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -59,14 +61,12 @@ class Kind:
         return self.beta_cap is not None
 
 
-def _amsgd(params: Iterable[Tensor], lr: float, weight_decay: float, scope: str) -> Optimizer:
-    return adamem.AMSGD(params, lr=lr, scope=scope, foreach=True)
-
-
-def _amsgd_nesterov(
-    params: Iterable[Tensor], lr: float, weight_decay: float, scope: str
+# The AM builders take a variant's options (nesterov=True, ...) bound with functools.partial,
+# which, unlike a closure, pickles into the spawned workers.
+def _amsgd(
+    params: Iterable[Tensor], lr: float, weight_decay: float, scope: str, **options: Any
 ) -> Optimizer:
-    return adamem.AMSGD(params, lr=lr, scope=scope, nesterov=True, foreach=True)
+    return adamem.AMSGD(params, lr=lr, scope=scope, foreach=True, **options)
 
 
 def _heavy_ball(params: Iterable[Tensor], lr: float, weight_decay: float, beta: str) -> Optimizer:
@@ -87,15 +87,11 @@ def _torch_sgd_nesterov(
     )
 
 
-def _amadamw(params: Iterable[Tensor], lr: float, weight_decay: float, scope: str) -> Optimizer:
-    return adamem.AMAdamW(params, lr=lr, weight_decay=weight_decay, scope=scope, foreach=True)
-
-
-def _amadamw_nesterov(
-    params: Iterable[Tensor], lr: float, weight_decay: float, scope: str
+def _amadamw(
+    params: Iterable[Tensor], lr: float, weight_decay: float, scope: str, **options: Any
 ) -> Optimizer:
     return adamem.AMAdamW(
-        params, lr=lr, weight_decay=weight_decay, scope=scope, nesterov=True, foreach=True
+        params, lr=lr, weight_decay=weight_decay, scope=scope, foreach=True, **options
     )
 
 
@@ -121,12 +117,13 @@ def _torch_adamw(params: Iterable[Tensor], lr: float, weight_decay: float, beta:
 # A family's methods come in this order: AM first, then the fixed-momentum baselines.
 KINDS = (
     Kind("amsgd", "sgd", _amsgd, AM_SCOPES, beta_cap=0.9),
-    Kind("amsgd-nesterov", "sgd", _amsgd_nesterov, ("tensor",), beta_cap=0.9),
+    Kind("amsgd-nesterov", "sgd", partial(_amsgd, nesterov=True), ("tensor",), beta_cap=0.9),
     Kind("hb", "sgd", _heavy_ball, FIXED_BETAS),
     Kind("sgd", "sgd", _torch_sgd, ("0.9",)),
     Kind("sgd-nesterov", "sgd", _torch_sgd_nesterov, NESTEROV_BETAS),
     Kind("amadamw", "adam", _amadamw, AM_SCOPES, beta_cap=0.89),
-    Kind("amadamw-nesterov", "adam", _amadamw_nesterov, ("tensor",), beta_cap=0.89),
+    Kind("amadamw-nesterov", "adam", partial(_amadamw, nesterov=True), ("tensor",), beta_cap=0.89),
+    Kind("amadamw-si", "adam", partial(_amadamw, scale_invariant=True), ("tensor",), beta_cap=0.89),
     Kind("adamw", "adam", _torch_adamw, FIXED_BETAS),
     Kind("nadamw", "adam", _torch_nadamw, NESTEROV_BETAS),
 )
@@ -168,8 +165,8 @@ class Method:
 def family_methods(family: str) -> list[Method]:
     """Every method of a family: the AM methods, then the fixed-momentum baselines.
 
-    >>> [m.name for m in family_methods("adam")][:4]
-    ['amadamw-tensor', 'amadamw-global', 'amadamw-nesterov-tensor', 'adamw-0']
+    >>> [m.name for m in family_methods("adam")][:5]
+    ['amadamw-tensor', 'amadamw-global', 'amadamw-nesterov-tensor', 'amadamw-si-tensor', 'adamw-0']
     """
     kinds = [kind for kind in KINDS if kind.family == family]
     if not kinds:

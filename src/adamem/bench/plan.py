@@ -52,7 +52,7 @@ def plan(suite: str, tasks: list[str], seeds: int, device: str) -> list[RunSpec]
 
     >>> runs = plan("smoke", ["quadratic"], 2, "cpu")
     >>> len(runs), runs[0].key.rsplit("|", 1)[0]
-    (100, 'quadratic|amsgd-tensor|1|0')
+    (104, 'quadratic|amsgd-tensor|1|0')
     """
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")

@@ -43,8 +43,9 @@
  * The record fields (R_*: R_X, R_G, R_D, R_V, R_NUMEL, the state scalars R_STEP, R_BETA,
  * R_BETA_PRODUCT, R_PREV_BIAS_CORRECTION1, R_PREV_LR, and R_FIELDS), the hyperparameters
  * (H_*: H_LR, H_CAP, H_BETA2, H_EPS, H_WEIGHT_DECAY, H_LAMBD, H_COMPAT_GAP, H_NESTEROV,
- * H_GRAD_SIGN, and H_FIELDS) and MAX_DOTS are defined on the compiler's command line by
- * adamem/_kernels/build.py, from the one layout both backends share (adamem/_kernels/contract.py).
+ * H_SCALE_INVARIANT, H_GRAD_SIGN, and H_FIELDS) and MAX_DOTS are defined on the compiler's
+ * command line by adamem/_kernels/build.py, from the one layout both backends share
+ * (adamem/_kernels/contract.py).
  */
 #if !defined(R_FIELDS) || !defined(H_FIELDS) || !defined(MAX_DOTS)
 #error "compile through adamem/_kernels/build.py, which defines the contract (R_*, H_*, MAX_DOTS)"
