@@ -97,11 +97,11 @@ def _softmax_objective(w: Tensor, c: Tensor, x: Tensor, y: Tensor) -> Tensor:
     return torch.nn.functional.cross_entropy(logits, y) + 0.5 * SOFTMAX_L2 * (w * w).sum()
 
 
-_SOFTMAX_OPT: dict[str, float] = {}
+_SOFTMAX_OPT: dict[tuple[str, float], float] = {}  # (data set, L2) -> F*
 
 
 def _softmax_optimum(name: str, x: Tensor, y: Tensor, classes: int) -> float:
-    if name not in _SOFTMAX_OPT:
+    if (name, SOFTMAX_L2) not in _SOFTMAX_OPT:
         from scipy.optimize import minimize
 
         shape = (x.shape[1], classes)
@@ -123,8 +123,8 @@ def _softmax_optimum(name: str, x: Tensor, y: Tensor, classes: int) -> float:
         )
         grad_norm = float(np.abs(fun(res.x)[1]).max())
         assert grad_norm < 1e-8, grad_norm  # F* then exact to ~|grad|^2 / (2e-3) < 1e-13
-        _SOFTMAX_OPT[name] = float(res.fun)
-    return _SOFTMAX_OPT[name]
+        _SOFTMAX_OPT[name, SOFTMAX_L2] = float(res.fun)
+    return _SOFTMAX_OPT[name, SOFTMAX_L2]
 
 
 def softmax(batch: int, steps: int, dataset: str = "wine") -> Problem:
@@ -783,6 +783,7 @@ def write_reports(results: list[dict], traces: dict[str, np.ndarray], out: Path)
 
 
 def main() -> None:
+    global SOFTMAX_L2
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--quick", action="store_true", help="a few seconds: tiny grids")
@@ -795,6 +796,9 @@ def main() -> None:
     parser.add_argument(
         "--dataset", choices=DATASETS, default="wine", help="softmax's data (protocol: wine)"
     )
+    parser.add_argument(
+        "--l2", type=float, default=SOFTMAX_L2, help="softmax's L2 weight (protocol: 1e-3)"
+    )
     parser.add_argument("--batches", help="softmax batch sizes, comma-separated (0 = full)")
     parser.add_argument(
         "--replot",
@@ -804,6 +808,7 @@ def main() -> None:
     parser.add_argument("--no-plots", action="store_true", help="results.json only")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    SOFTMAX_L2 = args.l2
     args.out.mkdir(parents=True, exist_ok=True)
     if args.replot:
         payload = json.loads((args.out / "results.json").read_text())
