@@ -354,7 +354,7 @@ def test_kernel_select_beta_follows_adamem_beta_exactly():
         assert torch.equal(actual, expected), cap
 
 
-# Tensors from 1 << 20 elements on are shared by the threads, smaller ones taken by one each.
+# Tensors from 1 << 19 elements on are shared by the threads, smaller ones taken by one each.
 RUN_SHAPES = [(1100000,), (5,), (3, 7), (700000,), (400000,), (1,), (70000,)]
 
 

@@ -65,9 +65,13 @@ typedef void (*chunk_fn)(const int64_t *record, const double *hyper, const doubl
 typedef void (*solve_fn)(const int64_t *record, const double *hyper, double *constants,
                          const double *dots, double *terms);
 
-/* Tensors from this size on are shared by all threads in run_tensor_steps (the smaller ones go
- * to one thread each): 4 MiB per fp32 array, enough work to outweigh three barriers. */
-#define SHARED_ELEMENTS (1 << 20)
+/*
+ * Tensors from this size on are shared by all threads in run_tensor_steps (the smaller ones go
+ * to one thread each). Measured on a 2-core machine with a 32 MiB L3 (docs/speed.md): below it,
+ * a thread's tensor stays in cache between its passes and no barrier is needed; 1 << 20 let two
+ * threads' tensors evict each other at 50M parameters, 1 << 18 spent more on barriers at 10M.
+ */
+#define SHARED_ELEMENTS (1 << 19)
 
 typedef struct {
     int64_t tensor, start, stop;
