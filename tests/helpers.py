@@ -55,6 +55,36 @@ def quadratic_trajectory(vector, make_optimizer):
     return params, opt, betas
 
 
+def assert_vector_close(actual, expected) -> None:
+    """A computed value equals a test vector's (50-digit) value within 1e-12 (spec §9)."""
+    torch.testing.assert_close(
+        torch.as_tensor(actual, dtype=torch.float64), t64(expected), rtol=0, atol=1e-12
+    )
+
+
+def check_adamw_trajectory_vector(vector, **options) -> None:
+    """Run an ``adamw_traj`` vector through ``AMAdamW`` with ``options`` (a path, a variant)
+    and compare every step's beta, the final point and the final memory with the vector's."""
+
+    def make(params, i):
+        return adamem.AMAdamW(
+            params,
+            lr=i["lrs"][0],
+            betas=(i["beta1_max"], i["beta2"]),
+            eps=i["eps"],
+            weight_decay=i["wd"],
+            lambd=i["lam"],
+            gap_estimate=i["gap"],
+            **options,
+        )
+
+    params, opt, betas = quadratic_trajectory(vector, make)
+    expected = vector["expected"]
+    assert_vector_close(betas, expected["betas"])
+    assert_vector_close(torch.cat([p.detach() for p in params]), expected["x_final"])
+    assert_vector_close(torch.cat([opt.state[p]["exp_avg"] for p in params]), expected["d_final"])
+
+
 SHAPES = [(4, 3), (3,), (2, 2, 2), (1,), (5,)]
 
 
