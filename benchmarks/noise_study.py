@@ -551,29 +551,32 @@ def plots(results: list[dict], traces: dict[str, np.ndarray], out: Path, dim: in
         "sgd": ["AMSGD", "AMSGD ema0.9", "AMSGD ema0.99", "AMSGD nc"],
         "adam": ["AMAdamW", "AMAdamW ema0.9", "AMAdamW ema0.99", "AMAdamW nc"],
     }
-    fixed = {"sgd": [f"HB {b}" for b in (0.0, 0.5, 0.9, 0.99)]}
-    fixed["adam"] = [f"AdamW {b}" for b in (0.0, 0.5, 0.9, 0.99)]
     styles = {0: "-o", 1: "--s", 2: ":^", 3: "-.d"}
+
+    def default_am_panels(axes):
+        """The 2 x 2 grid (problem x family) of default AM: each panel's axes, problem, family,
+        x-axis label, positions and tick labels, method name and its records per noise level."""
+        for row, (problem, xlabel) in enumerate(probs):
+            x, labels = xpos(problem)
+            for col, family in enumerate(("sgd", "adam")):
+                name = am_methods[family][0]
+                records = [by.get((problem, lv, name)) for lv in levels(problem)]
+                yield axes[row, col], problem, family, xlabel, x, labels, name, records
 
     # 1. beta statistics vs noise (default AM)
     fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), sharey=True)
-    for row, (problem, xlabel) in enumerate(probs):
-        x, labels = xpos(problem)
-        for col, family in enumerate(("sgd", "adam")):
-            ax = axes[row, col]
-            name = am_methods[family][0]
-            rs = [by.get((problem, lv, name)) for lv in levels(problem)]
-            for key, label, st in (
-                ("beta_mean", "mean β", "-o"),
-                ("beta_zero", "fraction β = 0", "--s"),
-                ("beta_cap", "fraction β = cap", ":^"),
-                ("eff_mean", "mean effective momentum", "-.d"),
-            ):
-                ax.plot(x, [r["stats"][key] if r else np.nan for r in rs], st, label=label)
-            ax.set_xticks(x, labels)
-            ax.set_title(f"{name}, {problem} (best lr)")
-            ax.set_xlabel(xlabel)
-            ax.grid(alpha=0.3)
+    for ax, problem, _, xlabel, x, labels, name, rs in default_am_panels(axes):
+        for key, label, st in (
+            ("beta_mean", "mean β", "-o"),
+            ("beta_zero", "fraction β = 0", "--s"),
+            ("beta_cap", "fraction β = cap", ":^"),
+            ("eff_mean", "mean effective momentum", "-.d"),
+        ):
+            ax.plot(x, [r["stats"][key] if r else np.nan for r in rs], st, label=label)
+        ax.set_xticks(x, labels)
+        ax.set_title(f"{name}, {problem} (best lr)")
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "beta_vs_noise.png", dpi=100)
@@ -582,19 +585,15 @@ def plots(results: list[dict], traces: dict[str, np.ndarray], out: Path, dim: in
     # 1b. distribution of beta_t per noise level (default AM, seed 0, best lr)
     fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), sharex=True)
     bins = np.linspace(0, 0.9, 19)
-    for row, (problem, _) in enumerate(probs):
-        _, labels = xpos(problem)
-        for col, family in enumerate(("sgd", "adam")):
-            ax = axes[row, col]
-            name = am_methods[family][0]
-            for lv, label in zip(levels(problem), labels):
-                beta = traces.get(f"{problem}|{lv}|{name}|beta")
-                if beta is not None:
-                    ax.hist(beta, bins=bins, histtype="step", lw=1.5, density=True, label=label)
-            ax.set_yscale("log")
-            ax.set_title(f"{name}, {problem}: β_t histogram")
-            ax.set_xlabel("β_t (all steps after the first)")
-            ax.legend(fontsize=7, title="noise", title_fontsize=7)
+    for ax, problem, _, _, _, labels, name, _ in default_am_panels(axes):
+        for lv, label in zip(levels(problem), labels):
+            beta = traces.get(f"{problem}|{lv}|{name}|beta")
+            if beta is not None:
+                ax.hist(beta, bins=bins, histtype="step", lw=1.5, density=True, label=label)
+        ax.set_yscale("log")
+        ax.set_title(f"{name}, {problem}: β_t histogram")
+        ax.set_xlabel("β_t (all steps after the first)")
+        ax.legend(fontsize=7, title="noise", title_fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "beta_hist.png", dpi=100)
     plt.close(fig)
@@ -607,7 +606,7 @@ def plots(results: list[dict], traces: dict[str, np.ndarray], out: Path, dim: in
             col = 2 * block + half
             best_fixed = np.array(
                 [
-                    min(by[(problem, lv, m)]["score"] for m in fixed[family])
+                    min(by[(problem, lv, m)]["score"] for m in FIXED[family])
                     for lv in levels(problem)
                 ]
             )
@@ -639,44 +638,39 @@ def plots(results: list[dict], traces: dict[str, np.ndarray], out: Path, dim: in
 
     # 3. decomposition of num/den vs noise (default AM), with the quadratic prediction
     fig, axes = plt.subplots(2, 2, figsize=(9, 6.5))
-    for row, (problem, xlabel) in enumerate(probs):
-        x, labels = xpos(problem)
-        for col, family in enumerate(("sgd", "adam")):
-            ax = axes[row, col]
-            name = am_methods[family][0]
-            rs = [by.get((problem, lv, name)) for lv in levels(problem)]
-            for key, label, st in (
-                ("G", "gap term G", "-o"),
-                ("pull", "−pull", "--s"),
-                ("num", "num = G − pull", "-^"),
-                ("den", "den", "-d"),
-            ):
-                sign = -1 if key == "pull" else 1
-                ys = [abs(sign * r["stats"][key]) if r else np.nan for r in rs]
-                neg = [r is not None and sign * r["stats"][key] < 0 for r in rs]
-                (line,) = ax.plot(x, ys, st, label=label + " (|.|; hollow: < 0)")
-                for xi, yi, n in zip(x, ys, neg):
-                    if n:
-                        ax.plot([xi], [yi], "o", mfc="white", mec=line.get_color(), ms=9)
-            if problem == "quadratic" and family == "sgd":
-                pred = [
-                    quadratic_prediction(lv, dim, r["stats"]["eff_mean"]) if r and lv else None
-                    for lv, r in zip(levels(problem), rs)
-                ]
-                for key, st in (("num", "k+"), ("den", "kx")):
-                    ax.plot(
-                        x,
-                        [p[key] if p else np.nan for p in pred],
-                        st,
-                        ms=10,
-                        label=f"predicted E {key} (m→0)",
-                    )
-            ax.set_yscale("log")
-            ax.set_xticks(x, labels)
-            ax.set_xlabel(xlabel)
-            ax.set_title(f"{name}, {problem}: mean terms per step")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+    for ax, problem, family, xlabel, x, labels, name, rs in default_am_panels(axes):
+        for key, label, st in (
+            ("G", "gap term G", "-o"),
+            ("pull", "−pull", "--s"),
+            ("num", "num = G − pull", "-^"),
+            ("den", "den", "-d"),
+        ):
+            sign = -1 if key == "pull" else 1
+            ys = [abs(sign * r["stats"][key]) if r else np.nan for r in rs]
+            neg = [r is not None and sign * r["stats"][key] < 0 for r in rs]
+            (line,) = ax.plot(x, ys, st, label=label + " (|.|; hollow: < 0)")
+            for xi, yi, n in zip(x, ys, neg):
+                if n:
+                    ax.plot([xi], [yi], "o", mfc="white", mec=line.get_color(), ms=9)
+        if problem == "quadratic" and family == "sgd":
+            pred = [
+                quadratic_prediction(lv, dim, r["stats"]["eff_mean"]) if r and lv else None
+                for lv, r in zip(levels(problem), rs)
+            ]
+            for key, st in (("num", "k+"), ("den", "kx")):
+                ax.plot(
+                    x,
+                    [p[key] if p else np.nan for p in pred],
+                    st,
+                    ms=10,
+                    label=f"predicted E {key} (m→0)",
+                )
+        ax.set_yscale("log")
+        ax.set_xticks(x, labels)
+        ax.set_xlabel(xlabel)
+        ax.set_title(f"{name}, {problem}: mean terms per step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "decomposition.png", dpi=100)
     plt.close(fig)
