@@ -90,11 +90,10 @@ def one_run(job: tuple[Study, str, float, float, float, int]) -> dict:
 
     import adamem
     from adamem.bench.plan import RunSpec, config_hash
-    from adamem.bench.runner import train
+    from adamem.bench.runner import train_and_evaluate
     from adamem.bench.tasks import TASKS
 
     study, suite, lambd, cap, lr, seed = job
-    torch.set_num_threads(1)
     config = TASKS[study.task].config(suite, "cpu")
     spec = RunSpec(
         study.task,
@@ -106,15 +105,13 @@ def one_run(job: tuple[Study, str, float, float, float, int]) -> dict:
         config,
         config_hash(study.task, config, "cpu"),
     )
-    torch.manual_seed(seed)  # as runner.run: the seed, then the problem, then the optimizer
-    problem = TASKS[study.task].build(config, seed, "cpu")
-    params = [p for _, p in problem.module.named_parameters()]
-    if study.optimizer == "amsgd":
-        optimizer = adamem.AMSGD(
-            params, lr=lr, beta_max=cap, lambd=lambd, scope="tensor", foreach=True
-        )
-    else:
-        optimizer = adamem.AMAdamW(
+
+    def make_optimizer(params: list) -> torch.optim.Optimizer:
+        if study.optimizer == "amsgd":
+            return adamem.AMSGD(
+                params, lr=lr, beta_max=cap, lambd=lambd, scope="tensor", foreach=True
+            )
+        return adamem.AMAdamW(
             params,
             lr=lr,
             betas=(cap, 0.999),
@@ -123,9 +120,9 @@ def one_run(job: tuple[Study, str, float, float, float, int]) -> dict:
             scope="tensor",
             foreach=True,
         )
-    training = train(problem, optimizer, spec, 0)
-    metrics = {} if training.diverged else problem.evaluate(final=True)
-    diverged = training.diverged or not all(map(math.isfinite, metrics.values()))
+
+    outcome = train_and_evaluate(spec, make_optimizer)
+    training, metrics, diverged = outcome.training, outcome.metrics, outcome.diverged
     beta_mean = float(torch.stack(training.betas).mean()) if training.betas else None
     return {
         "key": run_key(study.name, lambd, cap, lr, seed),
@@ -136,7 +133,7 @@ def one_run(job: tuple[Study, str, float, float, float, int]) -> dict:
         "seed": seed,
         "suite": suite,
         "diverged": diverged,
-        "metrics": {} if diverged else metrics,
+        "metrics": metrics,
         "beta_mean": beta_mean,
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cache
@@ -132,6 +133,32 @@ def train(problem: Problem, optimizer: Optimizer, spec: RunSpec, position: int) 
     return result
 
 
+@dataclass
+class Outcome:
+    """A trained run: its training, its final metrics (empty if it diverged), whether it
+    diverged, and the names of the problem's parameters."""
+
+    training: Training
+    metrics: dict[str, float]
+    diverged: bool
+    names: list[str]
+
+
+def train_and_evaluate(
+    spec: RunSpec, make_optimizer: Callable[[list[Tensor]], Optimizer], position: int = 0
+) -> Outcome:
+    """Seed, build the task's problem, train it with ``make_optimizer(parameters)`` on one CPU
+    thread, and evaluate it: the order that makes a run's numbers depend on its seed alone."""
+    torch.set_num_threads(1)
+    torch.manual_seed(spec.seed)
+    problem = TASKS[spec.task].build(spec.config, spec.seed, spec.device)
+    names, params = zip(*problem.module.named_parameters())
+    training = train(problem, make_optimizer(list(params)), spec, position)
+    metrics = {} if training.diverged else problem.evaluate(final=True)
+    diverged = training.diverged or not all(map(math.isfinite, metrics.values()))
+    return Outcome(training, {} if diverged else metrics, diverged, list(names))
+
+
 def run(spec: RunSpec, position: int = 0) -> dict[str, Any]:
     """Train one run and return its record (see the module docstring of :mod:`.store`).
 
@@ -139,15 +166,12 @@ def run(spec: RunSpec, position: int = 0) -> dict[str, Any]:
     machine. ``position`` places the step progress bar.
     """
     started, cpu_started = time.perf_counter(), time.process_time()
-    torch.set_num_threads(1)
     chosen = method(spec.method)
-    torch.manual_seed(spec.seed)
-    problem = TASKS[spec.task].build(spec.config, spec.seed, spec.device)
-    names, params = zip(*problem.module.named_parameters())
     weight_decay = spec.config.get("weight_decay", 0.0) if chosen.family == "adam" else 0.0
-    training = train(problem, chosen.build(list(params), spec.lr, weight_decay), spec, position)
-    metrics = {} if training.diverged else problem.evaluate(final=True)
-    diverged = training.diverged or not all(map(math.isfinite, metrics.values()))
+    outcome = train_and_evaluate(
+        spec, lambda params: chosen.build(params, spec.lr, weight_decay), position
+    )
+    training = outcome.training
     record: dict[str, Any] = {
         "key": spec.key,
         "task": spec.task,
@@ -158,15 +182,15 @@ def run(spec: RunSpec, position: int = 0) -> dict[str, Any]:
         "suite": spec.suite,
         "device": spec.device,
         "config_hash": spec.config_hash,
-        "diverged": diverged,
+        "diverged": outcome.diverged,
         "steps_done": training.steps,
-        "metrics": {} if diverged else metrics,
+        "metrics": outcome.metrics,
         "curve": training.curve,
         "beta": None,
     }
     if training.betas:
         betas = torch.stack(training.betas).cpu()
-        record["beta"] = beta_record(betas, list(names), chosen.beta_cap)
+        record["beta"] = beta_record(betas, outcome.names, chosen.beta_cap)
     record["wall_time_s"] = round(time.perf_counter() - started, 3)
     record["cpu_time_s"] = round(time.process_time() - cpu_started, 3)
     record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
