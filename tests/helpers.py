@@ -62,6 +62,25 @@ def assert_vector_close(actual, expected) -> None:
     )
 
 
+def check_adamw_step_vector(vector, **options) -> None:
+    """Run an ``adamw_step`` vector (given P and gap) through AM-AdamW's reference functions
+    with ``options`` and compare num, den, beta and the new memory and point with the vector's."""
+    from adamem.amadamw import amadamw_tensor_step, amadamw_terms
+    from adamem.beta import select_beta
+
+    i, e = vector["inputs"], vector["expected"]
+    x, g, d, p = t64(i["x"]), t64(i["g"]), t64(i["d"]), t64(i["P"])
+    hyper = dict(lr=i["eta"], weight_decay=i["mu"], lambd=i["lam"], **options)
+    a, b = amadamw_terms(x, g, d, p, gap=i["Gamma"], **hyper)
+    assert_vector_close(a / i["eta"], e["num"])
+    assert_vector_close(b / i["eta"], e["den"])
+    beta = select_beta(a, b, i["beta_max"])
+    assert_vector_close(beta, e["beta"])
+    new_x, new_d = amadamw_tensor_step(x, g, d, p, beta, **hyper)
+    assert_vector_close(new_d, e["d_next"])
+    assert_vector_close(new_x, e["x_next"])
+
+
 def check_adamw_trajectory_vector(vector, **options) -> None:
     """Run an ``adamw_traj`` vector through ``AMAdamW`` with ``options`` (a path, a variant)
     and compare every step's beta, the final point and the final memory with the vector's."""
