@@ -49,11 +49,17 @@ class Study:
 
     @property
     def family(self) -> str:
-        return "sgd" if self.optimizer == "amsgd" else "adam"
+        return self.default_method().family
 
     @property
     def default_cap(self) -> float:
-        return 0.9 if self.optimizer == "amsgd" else 0.89
+        return self.default_method().beta_cap
+
+    def default_method(self):
+        """The benchmark's method for this optimizer at its defaults (its family and cap)."""
+        from adamem.bench.methods import method
+
+        return method(self.base_method)
 
     @property
     def base_method(self) -> str:
