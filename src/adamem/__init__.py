@@ -6,18 +6,21 @@ AM replaces the fixed momentum coefficient of heavy ball and AdamW with a coeffi
 """
 
 from .amadamw import AMAdamW
+from .ammuon import AMMuon
 from .amsgd import AMSGD
 from .beta import block_betas, select_beta
 from .diagnostics import beta_summary
-from .groups import param_groups
+from .groups import muon_param_groups, param_groups
 from .monitoring import BetaLogger, tensorboard_log_fn
 
 __all__ = [
     "AMAdamW",
+    "AMMuon",
     "AMSGD",
     "BetaLogger",
     "beta_summary",
     "block_betas",
+    "muon_param_groups",
     "param_groups",
     "select_beta",
     "tensorboard_log_fn",

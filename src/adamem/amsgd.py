@@ -45,6 +45,8 @@ from .beta import Scope
 __all__ = [
     "AMSGD",
     "amsgd_block_sums",
+    "amsgd_memory_step",
+    "amsgd_memory_steps",
     "amsgd_tensor_step",
     "amsgd_terms",
     "amsgd_terms_from_dots",
@@ -232,20 +234,21 @@ class AMSGD(AMOptimizer):
         state["beta"] = scalar_state(0.0, param)
 
     def _torch_step(self, batch: ParamBatch, foreach: bool) -> _TorchStep:
-        return _TorchStep(batch, foreach)
+        return _TorchStep(batch, foreach, batch.group["weight_decay"])
 
 
 class _TorchStep:
-    """AM-SGD's step on torch ops: the multi-tensor path (``foreach``) or the reference."""
+    """AM-SGD's step on torch ops: the multi-tensor path (``foreach``) or the reference.
 
-    def __init__(self, batch: ParamBatch, foreach: bool) -> None:
+    AM-Muon keeps the same memory and sums and replaces :meth:`apply`."""
+
+    def __init__(self, batch: ParamBatch, foreach: bool, coupled_weight_decay: float) -> None:
         self.batch = batch
         self.foreach = foreach
         self.grads = batch.compute_grads()
-        weight_decay = batch.group["weight_decay"]
-        if weight_decay != 0:  # coupled L2: the model is built for the regularised loss
+        if coupled_weight_decay != 0:  # L2: the model is built for the regularised loss
             params = ops.in_dtype(batch.params, [g.dtype for g in self.grads])
-            self.grads = torch._foreach_add(self.grads, params, alpha=weight_decay)
+            self.grads = torch._foreach_add(self.grads, params, alpha=coupled_weight_decay)
 
     def block_sums(self) -> tuple[Tensor, Tensor] | None:
         batch = self.batch
@@ -274,6 +277,11 @@ class _TorchStep:
             nesterov=batch.group["nesterov"],
             foreach=self.foreach,
         )
+        self.record(betas)
+
+    def record(self, betas: Tensor | None) -> None:
+        """Keep the solved betas and this step's lr (the next gap's ``prev_lr``) in the state."""
+        batch = self.batch
         if betas is not None:
             torch._foreach_copy_(batch.state_list("beta", batch.first_steps), list(betas.unbind()))
         ops.fill(batch.state_list("prev_lr"), batch.group["lr"])
@@ -357,10 +365,29 @@ def amsgd_tensor_step(
     """One tensor's new ``(x, d)``: ``d' = lerp(d, g, w)``, ``w = (1-beta) / (1+lambd)``
     (that is ``((beta+lambd) d + (1-beta) g) / (1+lambd)``), ``x' = x - lr d'``, or with
     ``nesterov`` ``x' = x - lr lerp(d', g, w)``."""
+    new_memory, direction = amsgd_memory_step(grad, memory, beta, lambd=lambd, nesterov=nesterov)
+    return param - lr * direction, new_memory
+
+
+def amsgd_memory_step(
+    grad: Tensor, memory: Tensor, beta: Tensor, *, lambd: float, nesterov: bool = False
+) -> tuple[Tensor, Tensor]:
+    """One tensor's new memory ``d' = lerp(d, g, w)``, ``w = (1-beta) / (1+lambd)``, and its
+    step direction: ``d'``, or with ``nesterov`` the look-ahead ``lerp(d', g, w)``."""
     weight = (1 - beta) / (1 + lambd)
     new_memory = torch.lerp(memory, grad, weight)
     direction = torch.lerp(new_memory, grad, weight) if nesterov else new_memory
-    return param - lr * direction, new_memory
+    return new_memory, direction
+
+
+def amsgd_memory_steps(
+    grads: list[Tensor], memories: list[Tensor], weights: list[Tensor], *, nesterov: bool
+) -> tuple[list[Tensor], list[Tensor]]:
+    """:func:`amsgd_memory_step` for a list of tensors, given each one's ``w``."""
+    new_memories = list(torch._foreach_lerp(memories, grads, weights))
+    if nesterov:
+        return new_memories, list(torch._foreach_lerp(new_memories, grads, weights))
+    return new_memories, new_memories
 
 
 def amsgd_update(
@@ -406,12 +433,11 @@ def amsgd_update(
         directions = list(grads[firsts])
         if g:
             seen_weights = weights[seen.start - first_steps : seen.stop - first_steps]
-            seen_memories = torch._foreach_lerp(memories, g, seen_weights)
+            seen_memories, seen_directions = amsgd_memory_steps(
+                g, memories, seen_weights, nesterov=nesterov
+            )
             new_memories += seen_memories
-            if nesterov:
-                directions += torch._foreach_lerp(seen_memories, g, seen_weights)
-            else:
-                directions += seen_memories
+            directions += seen_directions
         ops.write_back(momentum_buffers[bucket], new_memories)
         xs = ops.in_dtype(params[bucket], [grad.dtype for grad in grads[bucket]])
         new_params = torch._foreach_sub(xs, ops.scale(directions, lr))

@@ -7,6 +7,9 @@ common recipe (BERT, GPT-2, timm, the Hugging Face ``Trainer``) gives those para
 decay. :func:`param_groups` builds the two groups of that recipe for any optimizer that reads
 ``weight_decay`` per group: ``AMAdamW`` (decoupled decay), ``AMSGD`` (coupled L2) and
 ``torch.optim`` alike.
+
+Muon (:class:`adamem.AMMuon`, ``torch.optim.Muon``) is meant for the hidden weight matrices
+only; :func:`muon_param_groups` splits a model into those and the rest (for AMAdamW).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-__all__ = ["NO_DECAY_KINDS", "NORM_LAYER_TYPES", "param_groups"]
+__all__ = ["HEAD_NAMES", "NO_DECAY_KINDS", "NORM_LAYER_TYPES", "muon_param_groups", "param_groups"]
 
 NO_DECAY_KINDS: tuple[str, ...] = ("bias", "norm", "embedding")
 """The kinds of parameters :func:`param_groups` can exempt from weight decay."""
@@ -41,6 +44,9 @@ NORM_LAYER_TYPES: tuple[type[nn.Module], ...] = (
 _NORM_CLASS_NAME = re.compile(r"Norm(?:[123]d)?$")
 
 _EMBEDDING_TYPES = (nn.Embedding, nn.EmbeddingBag)
+
+HEAD_NAMES: tuple[str, ...] = ("head", "lm_head", "classifier", "output", "fc_out")
+"""Module names that :func:`muon_param_groups` takes for an output layer."""
 
 
 def param_groups(
@@ -88,6 +94,72 @@ def param_groups(
         [(1, 0.05), (3, 0.0)]
         >>> opt = adamem.AMAdamW(groups, lr=1e-3)
     """
+    return _decay_groups(model, weight_decay, no_decay, no_decay_names, leave_out=set())
+
+
+def muon_param_groups(
+    model: nn.Module,
+    weight_decay: float = 0.01,
+    *,
+    head_names: Collection[str] = HEAD_NAMES,
+    no_decay: Collection[str] = ("bias", "norm"),
+    no_decay_names: Collection[str] = (),
+) -> tuple[list[Tensor], list[dict[str, Any]]]:
+    """Split ``model`` into its hidden weight matrices, for Muon, and the rest, for AdamW.
+
+    The hidden matrices are the weights of ``nn.Linear`` layers (and subclasses) except an
+    output layer: one whose name (its last component in ``model.named_modules()``) is in
+    ``head_names``, or whose weight is tied to an embedding. Embeddings, the output layer,
+    norms, biases, convolutions and bare ``nn.Parameter`` tensors go to the rest, which is
+    split as by :func:`param_groups` (``weight_decay``, ``no_decay``, ``no_decay_names``).
+    Parameters with ``requires_grad=False`` are left out.
+
+    Returns:
+        ``(matrices, groups)``: the parameters for :class:`adamem.AMMuon` and the parameter
+        groups for :class:`adamem.AMAdamW`.
+
+    Example:
+        >>> import torch, adamem
+        >>> model = torch.nn.Sequential()
+        >>> model.add_module("embed", torch.nn.Embedding(10, 8))
+        >>> model.add_module("hidden", torch.nn.Linear(8, 8))
+        >>> model.add_module("norm", torch.nn.LayerNorm(8))
+        >>> model.add_module("head", torch.nn.Linear(8, 10))
+        >>> matrices, rest = adamem.muon_param_groups(model, weight_decay=0.1)
+        >>> [tuple(p.shape) for p in matrices]
+        [(8, 8)]
+        >>> muon = adamem.AMMuon(matrices, lr=0.02)
+        >>> adamw = adamem.AMAdamW(rest, lr=3e-4)
+    """
+    if isinstance(head_names, str):
+        raise TypeError(f"head_names must be a collection of names, e.g. ({head_names!r},)")
+    others: set[int] = set()
+    candidates: dict[int, Tensor] = {}
+    for name, module in model.named_modules():
+        is_head = name.rsplit(".", 1)[-1] in head_names
+        for attribute, param in module.named_parameters(recurse=False, remove_duplicate=False):
+            if isinstance(module, nn.Linear) and attribute == "weight" and not is_head:
+                candidates[id(param)] = param
+            else:  # a parameter owned by any other module (a tied embedding) is not a matrix
+                others.add(id(param))
+    matrices = [
+        p
+        for p in dict(model.named_parameters()).values()
+        if p.requires_grad and id(p) in candidates and id(p) not in others and p.ndim == 2
+    ]
+    matrix_ids = {id(p) for p in matrices}
+    groups = _decay_groups(model, weight_decay, no_decay, no_decay_names, leave_out=matrix_ids)
+    return matrices, groups
+
+
+def _decay_groups(
+    model: nn.Module,
+    weight_decay: float,
+    no_decay: Collection[str],
+    no_decay_names: Collection[str],
+    leave_out: set[int],
+) -> list[dict[str, Any]]:
+    """:func:`param_groups` of the parameters whose ids are not in ``leave_out``."""
     if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)):
         raise TypeError(f"weight_decay must be a real number, got {type(weight_decay).__name__}")
     if not weight_decay >= 0:
@@ -107,8 +179,9 @@ def param_groups(
         if _is_exempt(module, attribute, no_decay):
             exempt_ids.add(id(param))
 
-    decayed = [p for p in named.values() if p.requires_grad and id(p) not in exempt_ids]
-    exempt = [p for p in named.values() if p.requires_grad and id(p) in exempt_ids]
+    kept = [p for p in named.values() if p.requires_grad and id(p) not in leave_out]
+    decayed = [p for p in kept if id(p) not in exempt_ids]
+    exempt = [p for p in kept if id(p) in exempt_ids]
     groups = [
         {"params": decayed, "weight_decay": float(weight_decay)},
         {"params": exempt, "weight_decay": 0.0},
