@@ -124,6 +124,9 @@ def test_adamw_run_continues_with_its_moments_and_exact_last_displacement(weight
         state, saved = optimizer.state[p], adamw_state["state"][index]
         assert torch.equal(state["exp_avg"], saved["exp_avg"])
         assert torch.equal(state["exp_avg_sq"], saved["exp_avg_sq"])
+        # Copies: stepping either optimizer afterwards must leave the other's moments alone.
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert state[key].data_ptr() != saved[key].data_ptr()
         assert float(state["step"]) == float(saved["step"])
         # The gap of the next beta is <g, x_{t-1} - x_t> of AdamW's last step (§4).
         _, last_p = amadamw_preconditioner(

@@ -310,7 +310,12 @@ class AMOptimizer(Optimizer):
             for param_id in saved["params"]:
                 saved_state = state_dict["state"].get(param_id)
                 if saved_state:
-                    states[param_id] = tensor_state(saved_state, saved)
+                    # Copies: the state of a live optimizer must not become this one's too.
+                    converted = tensor_state(saved_state, saved)
+                    states[param_id] = {
+                        key: value.clone() if isinstance(value, Tensor) else value
+                        for key, value in converted.items()
+                    }
         self.load_state_dict({"state": states, "param_groups": groups})
 
     def _state_dtype(self, param: Tensor, key: str) -> torch.dtype | None:
