@@ -27,6 +27,8 @@ SCOPES = ("tensor", "group", "global")
 # Each optimizer class once, with weight decay; results are keyed by the case's name.
 OPTIMIZERS = {case.name: case for case in WEIGHT_DECAY_CASES}
 FSDP_OPTIMIZERS = OPTIMIZERS | {case.name: case for case in NESTEROV_CASES}
+# DeepSpeed ZeRO's flat partitions are 1-D: for the classes that take vectors.
+ZERO_OPTIMIZERS = {name: case for name, case in OPTIMIZERS.items() if case.takes(torch.ones(3))}
 
 
 class Net(nn.Module):
@@ -47,18 +49,27 @@ def build_model(seed: int = 0) -> Net:
     return Net()
 
 
-def param_groups(model: nn.Module) -> list[dict[str, Any]]:
-    """Two groups with different learning rates: weights, and biases with the scale."""
-    weights = [model.fc1.weight, model.fc2.weight]
-    others = [model.fc1.bias, model.fc2.bias, model.scale]
-    return [{"params": weights}, {"params": others, "lr": 0.02}]
+def two_groups(case, params: list[torch.Tensor]) -> list[dict[str, Any]]:
+    """The tensors of ``params`` that ``case``'s class takes, in two groups with different
+    learning rates: the first two (one if only two are taken) and the rest."""
+    taken = [p for p in params if case.takes(p)]
+    split = 2 if len(taken) > 2 else 1
+    return [{"params": taken[:split]}, {"params": taken[split:], "lr": 0.02}]
+
+
+def param_groups(model: nn.Module, case) -> list[dict[str, Any]]:
+    """Weights, and biases with the scale (or, for a class of matrices only, one weight
+    per group); the tensors the class does not take stay as they are."""
+    ordered = [model.fc1.weight, model.fc2.weight, model.fc1.bias, model.fc2.bias, model.scale]
+    return two_groups(case, ordered)
 
 
 def make_optimizer(
     name: str, model: nn.Module | None, scope: str, foreach: bool | None = None, groups=None
 ):
-    groups = param_groups(model) if groups is None else groups
-    return FSDP_OPTIMIZERS[name].make(groups, scope=scope, foreach=foreach)
+    case = FSDP_OPTIMIZERS[name]
+    groups = param_groups(model, case) if groups is None else groups
+    return case.make(groups, scope=scope, foreach=foreach)
 
 
 def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -324,10 +335,10 @@ def case_zero(rank: int, world_size: int, results: dict) -> None:
         flat = torch.cat([flat, flat.new_zeros(size * world_size - len(flat))])
         return flat[rank * size : (rank + 1) * size].clone()
 
-    for name in OPTIMIZERS:
+    for name, case in ZERO_OPTIMIZERS.items():
         for scope in ("group", "global"):
             model = build_model()  # whole on every rank: gives the gradients
-            groups = param_groups(model)
+            groups = param_groups(model, case)
             slices = [nn.Parameter(flat_slice(group["params"])) for group in groups]
             optimizer = make_optimizer(
                 name, None, scope, groups=[{**g, "params": [s]} for g, s in zip(groups, slices)]
@@ -380,8 +391,8 @@ def tp_grads(params: list[torch.Tensor], step: int) -> list[torch.Tensor]:
 
 
 def make_tp_optimizer(name: str, params: list[torch.Tensor], scope: str):
-    groups = [{"params": params[:2]}, {"params": params[2:], "lr": 0.02}]
-    return OPTIMIZERS[name].make(groups, scope=scope)
+    case = OPTIMIZERS[name]
+    return case.make(two_groups(case, params), scope=scope)
 
 
 def tp_reference(name: str, scope: str, partial_bias: bool = False) -> list[torch.Tensor]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 import subprocess
 import sys
@@ -108,16 +109,29 @@ SHAPES = [(4, 3), (3,), (2, 2, 2), (1,), (5,)]
 
 
 def make_params(
-    dtype=torch.float64, seed: int = 0, shapes=SHAPES, device: torch.device | str = "cpu"
+    dtype=torch.float64,
+    seed: int = 0,
+    shapes=SHAPES,
+    device: torch.device | str = "cpu",
+    shape_of: Callable[[tuple[int, ...]], tuple[int, ...]] = tuple,
 ) -> list[torch.nn.Parameter]:
-    """The same values on every device: drawn in float64 on the CPU, rounded, then moved."""
+    """The same values on every device: drawn in float64 on the CPU, rounded, then moved;
+    each of ``shapes`` is given the shape ``shape_of`` makes of it (same values)."""
     generator = torch.Generator().manual_seed(seed)
     return [
         torch.nn.Parameter(
-            torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype).to(device)
+            torch.randn(shape, generator=generator, dtype=torch.float64)
+            .reshape(shape_of(tuple(shape)))
+            .to(dtype)
+            .to(device)
         )
         for shape in shapes
     ]
+
+
+def as_matrix(shape: tuple[int, ...]) -> tuple[int, int]:
+    """A test shape as a matrix: rows, then the other dimensions flattened (1 if none)."""
+    return (shape[0], math.prod(shape[1:]))
 
 
 def quadratic_grads(params, step: int, seed: int = 1, skip_every: int = 0) -> None:
@@ -179,6 +193,10 @@ class Family:
     effective_momentum: Callable[[Tensor, float], Tensor]  # of solved betas, for a lambd
     second_moment_key: str | None = None  # the state tensor of a second moment, if any
     complex_params: bool = True  # optimises a complex parameter as its real view
+    # The shape it is tested with in place of a test shape (Muon takes matrices only).
+    shape_of: Callable[[tuple[int, ...]], tuple[int, ...]] = lambda shape: shape
+    # Needs each matrix whole: one all-gather per sharded matrix and step under DTensor.
+    whole_matrices: bool = False
 
 
 AMSGD_FAMILY = Family(
@@ -188,6 +206,17 @@ AMSGD_FAMILY = Family(
     beta_cap=0.9,
     cap_options=lambda cap: {"beta_max": cap},
     effective_momentum=lambda beta, lambd: (beta + lambd) / (1 + lambd),
+)
+AMMUON_FAMILY = Family(
+    adamem.AMMuon,
+    lr=0.02,
+    momentum_key="momentum_buffer",
+    beta_cap=0.95,
+    cap_options=lambda cap: {"beta_max": cap},
+    effective_momentum=lambda beta, lambd: (beta + lambd) / (1 + lambd),
+    complex_params=False,
+    shape_of=as_matrix,
+    whole_matrices=True,
 )
 AMADAMW_FAMILY = Family(
     adamem.AMAdamW,
@@ -213,8 +242,21 @@ class OptimizerCase:
         return self.family.cls
 
     def make(self, params, **overrides) -> torch.optim.Optimizer:
-        """The optimizer over ``params``; ``overrides`` (``lr``, ``scope``, ...) win."""
+        """The optimizer over ``params``; ``overrides`` (``lr``, ``scope``, ...) win.
+
+        ``fused=False``/``None`` ask for an unfused step, which a class without a ``fused``
+        option always takes: it is not passed to such a class."""
+        if not self.accepts("fused") and not overrides.get("fused", False):
+            overrides.pop("fused", None)
         return self.cls(params, **{"lr": self.family.lr, **self.options, **overrides})
+
+    def params(self, dtype=torch.float64, **options) -> list[torch.nn.Parameter]:
+        """:func:`make_params` (``seed``, ``shapes``, ``device``) in shapes its class takes."""
+        return make_params(dtype, shape_of=self.family.shape_of, **options)
+
+    def takes(self, param: Tensor) -> bool:
+        """Whether its class optimises a tensor of ``param``'s shape (Muon: matrices only)."""
+        return self.family.shape_of(tuple(param.shape)) == tuple(param.shape)
 
     def accepts(self, option: str) -> bool:
         """Whether the class takes the constructor option ``option``."""
@@ -240,6 +282,12 @@ CASES = [
     OptimizerCase("amsgd_nesterov", AMSGD_FAMILY, {"nesterov": True, "weight_decay": 0.1}),
     OptimizerCase("amadamw_nesterov", AMADAMW_FAMILY, {"nesterov": True}),
     OptimizerCase("amadamw_scale_invariant", AMADAMW_FAMILY, {"scale_invariant": True}),
+    OptimizerCase("ammuon", AMMUON_FAMILY),
+    OptimizerCase(
+        "ammuon_plain",
+        AMMUON_FAMILY,
+        {"nesterov": False, "weight_decay": 0.0, "adjust_lr_fn": "match_rms_adamw"},
+    ),
     OptimizerCase(
         "amadamw_scale_invariant_nesterov",
         AMADAMW_FAMILY,
@@ -269,6 +317,11 @@ COMPLEX_CASES = cases(lambda case: case.family.complex_params, one_per_class=Tru
 # Options that change only how a step is applied: the tests of every path's plumbing
 # (checkpoints, compile, distributed) run them besides the defaults.
 NESTEROV_CASES = cases(lambda case: case.options.get("nesterov", False))
+
+
+def with_kernels(selected: list[OptimizerCase]) -> list[OptimizerCase]:
+    """The cases whose class has fused kernels (the fused and Triton tests' cases)."""
+    return [case for case in selected if case.cls.kernels is not None]
 
 
 def parametrize_cases(selected: list[OptimizerCase]):
@@ -319,7 +372,7 @@ def trajectory(
     """``state_tensors`` after ``steps`` steps of ``case`` on :func:`two_groups` with the lrs of
     :data:`LRS`, the last parameter without a gradient every ``skip_every``-th step; ``path``
     (``foreach``, ``fused``; :data:`REFERENCE`) and ``maximize`` go to the constructor."""
-    params = make_params(dtype, shapes=shapes, device=device)
+    params = case.params(dtype, shapes=shapes, device=device)
     optimizer = case.make(two_groups(params, scope), scope=scope, **path)
     run(optimizer, params, steps=steps, lrs=LRS, skip_every=skip_every)
     return state_tensors(optimizer, params)

@@ -3,7 +3,7 @@ where the buckets end."""
 
 import pytest
 import torch
-from helpers import CASES, make_params, parametrize_cases, run, state_tensors
+from helpers import CASES, parametrize_cases, run, state_tensors
 
 from adamem._core import tensor_ops
 
@@ -17,12 +17,12 @@ def test_foreach_in_small_buckets_equals_reference(case, limit, monkeypatch):
     for foreach in (False, True):
         if foreach:
             monkeypatch.setattr(tensor_ops, "BUCKET_ELEMENTS", limit)
-        params = make_params(shapes=SHAPES)
+        params = case.params(shapes=SHAPES)
         optimizer = case.make(params, foreach=foreach)
         # Missing gradients every 3rd step: first steps and skipped tensors inside buckets.
         run(optimizer, params, steps=8, lrs=[0.05, 0.02, 0.0, 0.04], skip_every=3)
         results[foreach] = state_tensors(optimizer, params)
-    assert len(tensor_ops.buckets(make_params(shapes=SHAPES), limit)) > 1
+    assert len(tensor_ops.buckets(case.params(shapes=SHAPES), limit)) > 1
     for key, expected in results[False].items():
         torch.testing.assert_close(results[True][key], expected, rtol=0, atol=1e-12, msg=key)
 

@@ -10,7 +10,7 @@ def train(case, scope, compiled: bool, steps: int = 6):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
     lr = torch.tensor(0.05)
-    optimizer = case.make(model.parameters(), lr=lr, scope=scope)
+    optimizer = case.make([p for p in model.parameters() if case.takes(p)], lr=lr, scope=scope)
 
     def step():
         optimizer.step()

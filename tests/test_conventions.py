@@ -7,11 +7,11 @@ import torch
 from helpers import (
     BASE_CASES,
     COMPLEX_CASES,
-    make_params,
     parametrize_cases,
     quadratic_grads,
     run,
     state_tensors,
+    with_kernels,
 )
 
 from adamem._kernels import build
@@ -19,11 +19,11 @@ from adamem._kernels import build
 
 @parametrize_cases(BASE_CASES)
 def test_groups_behave_like_separate_optimizers(case):
-    params = make_params()
+    params = case.params()
     together = case.make([{"params": params[:2]}, {"params": params[2:], "lr": 0.01, "lambd": 0.5}])
     run(together, params, steps=6)
 
-    apart = make_params()
+    apart = case.params()
     first = case.make(apart[:2])
     second = case.make(apart[2:], lr=0.01, lambd=0.5)
     for step in range(6):
@@ -42,7 +42,7 @@ def test_tensor_lr_equals_float_lr(case):
         torch.tensor(0.02, dtype=torch.float64),
         torch.tensor([0.02], dtype=torch.float64),
     ):
-        params = make_params()
+        params = case.params()
         opt = case.make(params, lr=lr)
         run(opt, params, steps=5)
         results.append(state_tensors(opt, params))
@@ -54,7 +54,7 @@ def test_tensor_lr_equals_float_lr(case):
 @pytest.mark.parametrize("foreach", [False, True])
 @parametrize_cases(BASE_CASES)
 def test_maximize_equals_minimising_the_negation_and_keeps_grad(case, foreach):
-    maximised, minimised = make_params(), make_params()
+    maximised, minimised = case.params(), case.params()
     opt_max = case.make(maximised, maximize=True, foreach=foreach)
     opt_min = case.make(minimised, foreach=foreach)
     for step in range(5):
@@ -74,7 +74,7 @@ def test_maximize_equals_minimising_the_negation_and_keeps_grad(case, foreach):
 @parametrize_cases(BASE_CASES)
 def test_step_returns_closure_loss_computed_with_grad(case):
     model = torch.nn.Linear(3, 1)
-    opt = case.make(model.parameters())
+    opt = case.make([p for p in model.parameters() if case.takes(p)])
 
     def closure():
         assert torch.is_grad_enabled()
@@ -120,13 +120,13 @@ def test_complex_parameter_is_optimised_as_its_real_view(case, foreach):
 @pytest.mark.parametrize("scope", ["tensor", "global"])
 @parametrize_cases(BASE_CASES)
 def test_parameter_without_grad_is_left_out(case, scope):
-    params = make_params()
+    params = case.params()
     opt = case.make(params, scope=scope)
     run(opt, params, steps=3)
     frozen = params[-1]
     before = frozen.detach().clone()
     state_before = {k: v.clone() for k, v in opt.state[frozen].items()}
-    untouched = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    (untouched,) = case.params(shapes=[(2,)])
     opt.add_param_group({"params": [untouched]})
     for step in range(3, 6):
         quadratic_grads(params, step)
@@ -140,22 +140,22 @@ def test_parameter_without_grad_is_left_out(case, scope):
 
 @parametrize_cases(BASE_CASES)
 def test_foreach_none_uses_reference_on_cpu(case):
-    opt = case.make(make_params())
+    opt = case.make(case.params())
     from adamem._core.batch import use_foreach
 
     assert not use_foreach(opt.param_groups[0], opt.param_groups[0]["params"])
 
 
-@parametrize_cases(BASE_CASES)
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_an_optimizer_without_kernels_runs_its_torch_step(case, monkeypatch):
     """A new AM optimizer may come before its fused kernels: kernels = None takes the torch
     step on every path setting, and fused=True says so once."""
     monkeypatch.setattr(case.cls, "kernels", None)
     monkeypatch.setattr(build, "_warned", set())
-    reference = make_params()
+    reference = case.params()
     run(case.make(reference, foreach=False), reference, steps=3)
     for fused in (None, True):
-        params = make_params()
+        params = case.params()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             run(case.make(params, fused=fused), params, steps=3)

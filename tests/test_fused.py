@@ -21,6 +21,7 @@ from helpers import (
     run,
     state_tensors,
     trajectory,
+    with_kernels,
 )
 
 import adamem
@@ -50,7 +51,7 @@ def fused_calls(monkeypatch):
 
 @pytest.mark.parametrize("maximize", [False, True])
 @pytest.mark.parametrize("scope", SCOPES)
-@parametrize_cases(CASES)
+@parametrize_cases(with_kernels(CASES))
 def test_fused_equals_reference_float64(case, scope, maximize, fused_calls):
     reference = trajectory(case, scope=scope, maximize=maximize, **REFERENCE)
     assert not fused_calls
@@ -60,7 +61,7 @@ def test_fused_equals_reference_float64(case, scope, maximize, fused_calls):
 
 
 @pytest.mark.parametrize("scope", SCOPES)
-@parametrize_cases(CASES)
+@parametrize_cases(with_kernels(CASES))
 def test_fused_equals_reference_float32_large(case, scope, fused_calls):
     large = dict(scope=scope, shapes=LARGE_SHAPES, steps=8)
     reference = trajectory(case, torch.float32, **large, **REFERENCE)
@@ -69,21 +70,21 @@ def test_fused_equals_reference_float32_large(case, scope, fused_calls):
     assert_equal_states(fused, reference, rtol=1e-5, atol=1e-6)
 
 
-@parametrize_cases(CASES)
+@parametrize_cases(with_kernels(CASES))
 def test_fused_equals_reference_float64_large(case):
     reference = trajectory(case, shapes=LARGE_SHAPES, steps=6, **REFERENCE)
     fused = trajectory(case, shapes=LARGE_SHAPES, steps=6, **FUSED)
     assert_equal_states(fused, reference, rtol=0, atol=1e-12)
 
 
-@parametrize_cases(BASE_CASES)
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_fused_default_on_cpu_and_results_do_not_depend_on_threads(case, fused_calls):
     results = []
     threads = torch.get_num_threads()
     try:
         for count in (1, 3):
             torch.set_num_threads(count)
-            params = make_params(torch.float32, shapes=LARGE_SHAPES)
+            params = case.params(torch.float32, shapes=LARGE_SHAPES)
             opt = case.make(params)
             run(opt, params, steps=5)
             results.append(state_tensors(opt, params))
@@ -116,14 +117,14 @@ def test_fused_complex_parameter_is_its_real_view(case, fused_calls):
     )
 
 
-@parametrize_cases(BASE_CASES)
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_fused_resumes_bit_exactly_and_reads_reference_checkpoints(case):
-    params = make_params(torch.float32)
+    params = case.params(torch.float32)
     uninterrupted = case.make(params, fused=True)
     run(uninterrupted, params, steps=8, lrs=LRS, skip_every=3)
 
     for first_half_fused in (True, False):
-        first_half = make_params(torch.float32)
+        first_half = case.params(torch.float32)
         opt = case.make(first_half, fused=first_half_fused)
         run(opt, first_half, steps=4, lrs=LRS, skip_every=3)
         buffer = io.BytesIO()
@@ -142,9 +143,9 @@ def test_fused_resumes_bit_exactly_and_reads_reference_checkpoints(case):
         assert_equal_states(state_tensors(opt, resumed), expected, **tolerance)
 
 
-@parametrize_cases(BASE_CASES)
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_fused_tensor_lr_and_deepcopy(case, fused_calls):
-    params = make_params(torch.float32)
+    params = case.params(torch.float32)
     opt = case.make(params, lr=torch.tensor(0.02), fused=True)
     run(opt, params, steps=2)
     twin_params, twin = copy.deepcopy((params, opt))
@@ -176,7 +177,7 @@ def steps_with_warnings(opt, params, steps):
 
 
 def assert_reference_result(case, params, steps):
-    reference = make_params(params[0].dtype)
+    reference = case.params(params[0].dtype)
     opt = case.make(reference, foreach=False)
     for step in range(steps):
         quadratic_grads(reference, step)
@@ -185,12 +186,12 @@ def assert_reference_result(case, params, steps):
         assert torch.equal(a, b)
 
 
-@parametrize_cases(BASE_CASES)
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_missing_compiler_falls_back_with_one_warning(case, monkeypatch, tmp_path, fused_calls):
     reset_library(monkeypatch)
     monkeypatch.setenv("ADAMEM_CC", str(tmp_path / "no-such-cc"))
     monkeypatch.setenv("ADAMEM_CACHE_DIR", str(tmp_path / "cache"))
-    params = make_params()
+    params = case.params()
     messages = steps_with_warnings(case.make(params), params, 6)
     assert len(messages[0]) == 1 and "no C compiler" in messages[0][0]
     assert not any(messages[1:])
@@ -218,20 +219,20 @@ def test_library_is_cached_on_disk(monkeypatch, tmp_path):
     assert list(tmp_path.iterdir()) == [built]
 
 
-@parametrize_cases(BASE_CASES)
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_fused_true_warns_once_for_tensors_it_cannot_take(case, monkeypatch, fused_calls):
     monkeypatch.setattr(build, "_warned", set())
-    params = make_params(torch.bfloat16)
+    params = case.params(torch.bfloat16)
     messages = steps_with_warnings(case.make(params, fused=True), params, 4)
     assert len(messages[0]) == 1 and "fused=True, but" in messages[0][0]
     assert not any(messages[1:])
-    silent = make_params(torch.bfloat16)
+    silent = case.params(torch.bfloat16)
     assert not any(steps_with_warnings(case.make(silent), silent, 2))
     assert not fused_calls
     assert_reference_result(case, params, 4)
 
 
-@parametrize_cases(BASE_CASES)
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_non_contiguous_parameter_takes_the_torch_path(case, fused_calls):
     param = torch.nn.Parameter(torch.randn(6, 4, dtype=torch.float64).t())
     opt = case.make([param], lr=0.01)
@@ -240,13 +241,13 @@ def test_non_contiguous_parameter_takes_the_torch_path(case, fused_calls):
     assert not fused_calls
 
 
-@parametrize_cases(BASE_CASES)
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_fused_flag_validation_and_setstate_default(case):
     with pytest.raises(TypeError, match="fused"):
-        case.make(make_params(), fused="yes")
+        case.make(case.params(), fused="yes")
     with pytest.raises(ValueError, match="exclusive"):
-        case.make(make_params(), fused=True, foreach=True)
-    opt = case.make(make_params())
+        case.make(case.params(), fused=True, foreach=True)
+    opt = case.make(case.params())
     state = opt.__getstate__()
     for group in state["param_groups"]:
         del group["fused"]
@@ -257,7 +258,7 @@ def test_fused_flag_validation_and_setstate_default(case):
 def _run_with_changes(case, fused, changes):
     """Six steps of ``case`` on fresh parameters, calling ``changes(opt, params)`` after the
     third; returns every parameter and state tensor."""
-    params = make_params(torch.float64, shapes=[(4, 4), (3,), (5,)])
+    params = case.params(torch.float64, shapes=[(4, 4), (3,), (5,)])
     opt = case.make(params, fused=fused, foreach=None if fused else False)
     for step in range(6):
         if step == 3:
@@ -267,7 +268,7 @@ def _run_with_changes(case, fused, changes):
     return state_tensors(opt, params)
 
 
-@parametrize_cases(BASE_CASES)
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_cached_layout_follows_replaced_storage(case, fused_calls):
     """The kernels' records are cached per group; new storage for a parameter and a state
     loaded into the same optimizer must be seen."""
@@ -281,7 +282,7 @@ def test_cached_layout_follows_replaced_storage(case, fused_calls):
     assert_equal_states(fused, _run_with_changes(case, False, changes), rtol=0, atol=1e-12)
 
 
-@parametrize_cases(BASE_CASES)
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_cached_layout_rechecks_a_parameter_made_non_contiguous(case, fused_calls):
     """``p.data = p.data.t()`` keeps the address but not the layout the kernels assume."""
 
@@ -293,7 +294,7 @@ def test_cached_layout_rechecks_a_parameter_made_non_contiguous(case, fused_call
     assert_equal_states(fused, _run_with_changes(case, False, changes), rtol=0, atol=1e-12)
 
 
-@parametrize_cases(BASE_CASES)
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_fused_path_records_the_solved_betas_exactly(case, monkeypatch):
     """state["beta"] is the beta that adamem.beta solved, rounded once to the state's dtype,
     and beta_product is multiplied by exactly that value."""
@@ -306,7 +307,7 @@ def test_fused_path_records_the_solved_betas_exactly(case, monkeypatch):
         return betas
 
     monkeypatch.setattr(core, "block_betas", spy)
-    params = make_params(torch.float32, shapes=[(3,)] * 40)
+    params = case.params(torch.float32, shapes=[(3,)] * 40)
     optimizer = case.make(params, fused=True)
     generator = torch.Generator().manual_seed(0)
     products = None
@@ -359,7 +360,7 @@ RUN_SHAPES = [(1100000,), (5,), (3, 7), (700000,), (400000,), (1,), (70000,)]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@parametrize_cases(CASES)
+@parametrize_cases(with_kernels(CASES))
 def test_one_pass_per_tensor_equals_two_passes_bit_for_bit(case, dtype, monkeypatch):
     """scope="tensor" solves each tensor's beta between its two passes; the two-pass step
     (every tensor's sums first) gives the same bits, for tensors shared by the threads and for
@@ -367,7 +368,7 @@ def test_one_pass_per_tensor_equals_two_passes_bit_for_bit(case, dtype, monkeypa
     results = []
     for one_pass in (True, False):
         monkeypatch.setattr(fused_path, "tensor_blocks", lambda batch, on=one_pass: on)
-        params = make_params(dtype, shapes=RUN_SHAPES)
+        params = case.params(dtype, shapes=RUN_SHAPES)
         optimizer = case.make(params, fused=True)
         run(optimizer, params, steps=5, lrs=LRS, skip_every=3)
         results.append(state_tensors(optimizer, params))

@@ -16,7 +16,7 @@ BASE_CASE_OF = {case.cls: case for case in BASE_CASES}
 def test_statistics_saved_as_plain_numbers_load_like_tensors(case, foreach):
     """Older or hand-made checkpoints hold ``step`` (and other statistics) as Python numbers,
     as torch's own optimizers accept."""
-    params = make_params()
+    params = case.params()
     optimizer = case.make(params)
     run(optimizer, params, steps=3)
     saved = optimizer.state_dict()

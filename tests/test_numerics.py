@@ -9,7 +9,6 @@ from helpers import (
     BASE_CASES,
     CASES,
     assert_finite,
-    make_params,
     parametrize_cases,
     quadratic_grads,
     run,
@@ -24,7 +23,7 @@ import adamem
 @parametrize_cases(BASE_CASES)
 @pytest.mark.parametrize("degenerate", ["zero_grad", "lr_zero", "constant_grad"])
 def test_degenerate_steps_are_finite(case, foreach, degenerate):
-    params = make_params(torch.float32)
+    params = case.params(torch.float32)
     lr = 0.0 if degenerate == "lr_zero" else 0.05
     optimizer = case.make(params, lr=lr, foreach=foreach, scope="global")
     start = [p.detach().clone() for p in params]
@@ -47,7 +46,7 @@ def test_degenerate_steps_are_finite(case, foreach, degenerate):
 @pytest.mark.parametrize("foreach", [False, True, None])  # None: the fused path
 @parametrize_cases(BASE_CASES)
 def test_extreme_gradient_scales_are_finite(case, foreach, scale, dtype):
-    params = make_params(dtype)
+    params = case.params(dtype)
     optimizer = case.make(params, foreach=foreach)
     for step in range(5):
         generator = torch.Generator().manual_seed(step)
@@ -60,7 +59,7 @@ def test_extreme_gradient_scales_are_finite(case, foreach, scale, dtype):
 @pytest.mark.parametrize("foreach", [False, True, None])  # None: the fused path
 @parametrize_cases(BASE_CASES)
 def test_fp16_with_large_gradients_is_finite(case, foreach):
-    params = make_params(torch.float16)
+    params = case.params(torch.float16)
     optimizer = case.make(params, foreach=foreach)
     for step in range(5):
         generator = torch.Generator().manual_seed(step)
@@ -75,7 +74,7 @@ def test_fp16_with_large_gradients_is_finite(case, foreach):
 def test_bf16_run_is_close_to_fp32(case):
     results = {}
     for dtype in (torch.float32, torch.bfloat16):
-        params = make_params(dtype)
+        params = case.params(dtype)
         optimizer = case.make(params)
         run(optimizer, params, steps=20)
         assert_finite(optimizer, params)
@@ -143,7 +142,7 @@ def check_finite_inputs_give_finite_outputs(
         log_scale, lr = max(min(log_scale, 1.0), -4.0), min(lr, 1.0)
     elif dtype in (torch.float32, torch.bfloat16):
         log_scale = max(min(log_scale, 30.0), -30.0)
-    params = make_params(dtype, seed=seed)
+    params = case.params(dtype, seed=seed)
     optimizer = case.make(
         params,
         **case.family.cap_options(cap),

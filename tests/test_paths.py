@@ -8,7 +8,6 @@ from helpers import (
     REFERENCE,
     SCOPES,
     assert_equal_states,
-    make_params,
     parametrize_cases,
     run,
     state_tensors,
@@ -38,7 +37,7 @@ def test_foreach_equals_reference_float32(case):
 def test_single_tensor_block_equals_tensor_scope(case, scope):
     results = {}
     for s in ("tensor", scope):
-        params = make_params(shapes=[(3, 4)])
+        params = case.params(shapes=[(3, 4)])
         opt = case.make(params, scope=s)
         run(opt, params, steps=10, lrs=[0.05, 0.02])
         results[s] = state_tensors(opt, params)
@@ -49,7 +48,7 @@ def test_single_tensor_block_equals_tensor_scope(case, scope):
 @pytest.mark.parametrize("scope", ["group", "global"])
 @parametrize_cases(CASES)
 def test_blocks_share_one_beta(case, scope):
-    params = make_params()
+    params = case.params()
     opt = case.make(two_groups(params, scope), scope=scope)
     for steps in range(5):
         run(opt, params, steps=1, seed=steps)
@@ -64,7 +63,7 @@ def test_blocks_share_one_beta(case, scope):
 def test_group_scope_equals_global_scope_for_a_single_group(case):
     results = []
     for scope in ("group", "global"):
-        params = make_params()
+        params = case.params()
         opt = case.make(params, scope=scope)
         run(opt, params, steps=8)
         results.append(state_tensors(opt, params))
@@ -79,7 +78,7 @@ def test_global_block_sums_over_groups(case):
     the same tensors into groups with equal hyperparameters changes nothing."""
     results = []
     for split in (False, True):
-        params = make_params()
+        params = case.params()
         groups = [{"params": params[:2]}, {"params": params[2:]}] if split else params
         opt = case.make(groups, scope="global")
         run(opt, params, steps=8)

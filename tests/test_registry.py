@@ -2,7 +2,7 @@
 correctly, so that tests drawing from it test what they claim."""
 
 import torch
-from helpers import BASE_CASES, CASES, make_params, parametrize_cases
+from helpers import BASE_CASES, CASES, parametrize_cases
 
 import adamem
 from adamem._core.optimizer import AMOptimizer
@@ -30,15 +30,15 @@ def test_base_cases_run_their_class_defaults(case):
 @parametrize_cases(BASE_CASES)
 def test_family_states_the_default_cap_and_how_to_set_it(case):
     """Setting the cap to ``beta_cap`` through ``cap_options`` changes no hyperparameter."""
-    default = case.make(make_params()).param_groups[0]
-    capped = case.make(make_params(), **case.family.cap_options(case.family.beta_cap))
+    default = case.make(case.params()).param_groups[0]
+    capped = case.make(case.params(), **case.family.cap_options(case.family.beta_cap))
     hyperparameters = {key: value for key, value in default.items() if key != "params"}
     assert {key: capped.param_groups[0][key] for key in hyperparameters} == hyperparameters
 
 
 @parametrize_cases(BASE_CASES)
 def test_family_states_the_state_keys(case):
-    params = make_params()
+    params = case.params()
     optimizer = case.make(params)
     for _ in range(2):
         for p in params:

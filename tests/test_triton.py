@@ -28,6 +28,7 @@ from helpers import (
     quadratic_grads,
     state_tensors,
     trajectory,
+    with_kernels,
 )
 
 import adamem
@@ -95,7 +96,7 @@ def device_trajectory(case, dtype, steps=STEPS, **options):
 
 
 @pytest.mark.parametrize("scope", SCOPES)
-@parametrize_cases(CASES)
+@parametrize_cases(with_kernels(CASES))
 def test_triton_equals_reference_float64(case, scope, kernels):
     options = dict(scope=scope, maximize=scope == "group")
     reference = device_trajectory(case, torch.float64, **options, **REFERENCE)
@@ -105,7 +106,7 @@ def test_triton_equals_reference_float64(case, scope, kernels):
     assert_equal_states(fused, reference, rtol=0, atol=1e-12)
 
 
-@parametrize_cases(CASES)
+@parametrize_cases(with_kernels(CASES))
 def test_triton_equals_reference_float32(case, kernels):
     reference = device_trajectory(case, torch.float32, **REFERENCE)
     fused = device_trajectory(case, torch.float32, **FUSED)
@@ -113,7 +114,7 @@ def test_triton_equals_reference_float32(case, kernels):
     assert_equal_states(fused, reference, rtol=1e-5, atol=1e-6)
 
 
-@parametrize_cases(WEIGHT_DECAY_CASES)
+@parametrize_cases(with_kernels(WEIGHT_DECAY_CASES))
 def test_triton_production_chunk_sizes_equal_reference(case, production_kernels):
     shapes = [(150, 200), (40000,), (3,)]
     results = []
@@ -129,7 +130,7 @@ def test_triton_production_chunk_sizes_equal_reference(case, production_kernels)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@parametrize_cases(BASE_CASES)
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_triton_low_precision_parameters_match_reference(case, dtype, kernels):
     """bf16/fp16 parameters and state, fp32 arithmetic: the kernels round where the reference
     rounds, so the two differ only where an fp32 result rounds to a neighbouring value."""
@@ -139,7 +140,7 @@ def test_triton_low_precision_parameters_match_reference(case, dtype, kernels):
     assert_equal_states(fused, reference, rtol=2e-2, atol=2e-2)
 
 
-@parametrize_cases(BASE_CASES)
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_triton_resumes_bit_exactly(case, kernels):
     params = device_params(torch.float32)
     uninterrupted = case.make(params, fused=True)
@@ -165,7 +166,7 @@ def test_triton_resumes_bit_exactly(case, kernels):
     )
 
 
-@parametrize_cases(BASE_CASES)
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_triton_tensor_lr_equals_float_lr(case, kernels):
     results = []
     for lr in (0.02, torch.tensor(0.02, dtype=torch.float64, device=DEVICE)):
@@ -178,7 +179,7 @@ def test_triton_tensor_lr_equals_float_lr(case, kernels):
     assert_equal_states(results[1], results[0], rtol=0, atol=0)
 
 
-@parametrize_cases(BASE_CASES)
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_triton_group_with_mixed_dtypes_takes_the_torch_path(case, kernels, monkeypatch):
     monkeypatch.setattr(build, "_warned", set())
     params = device_params(torch.float32)[:2] + device_params(torch.bfloat16)[2:]
@@ -190,7 +191,7 @@ def test_triton_group_with_mixed_dtypes_takes_the_torch_path(case, kernels, monk
 
 
 @pytest.mark.skipif(not CUDA, reason="host syncs exist only with a CUDA device")
-@parametrize_cases(BASE_CASES)
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_triton_step_never_waits_for_the_device(case, kernels):
     params = device_params(torch.float32)
     opt = case.make(params, lr=torch.tensor(0.01, device=DEVICE), fused=True)
@@ -204,13 +205,13 @@ def test_triton_step_never_waits_for_the_device(case, kernels):
     assert len(kernels) == 3
 
 
-@parametrize_cases(BASE_CASES)
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_without_triton_fused_true_warns_once_and_falls_back(case, monkeypatch):
     monkeypatch.setattr(fused_path, "uses_triton", lambda device: True)
     monkeypatch.setitem(sys.modules, "adamem._kernels.cuda", None)  # import fails
     monkeypatch.delattr(adamem._kernels, "cuda", raising=False)
     monkeypatch.setattr(build, "_warned", set())
-    params = make_params(torch.float64)
+    params = case.params(torch.float64)
     opt = case.make(params, fused=True)
     messages = []
     for step in range(3):
@@ -221,7 +222,7 @@ def test_without_triton_fused_true_warns_once_and_falls_back(case, monkeypatch):
         messages.append([str(w.message) for w in caught])
     assert len(messages[0]) == 1 and "Triton is not installed" in messages[0][0]
     assert not any(messages[1:])
-    reference = make_params(torch.float64)
+    reference = case.params(torch.float64)
     ref_opt = case.make(reference, foreach=False)
     for step in range(3):
         quadratic_grads(reference, step)
@@ -244,7 +245,7 @@ def test_kernels_in_interpreter():
     assert " passed" in result.stdout and " failed" not in result.stdout
 
 
-@parametrize_cases(WEIGHT_DECAY_CASES)
+@parametrize_cases(with_kernels(WEIGHT_DECAY_CASES))
 def test_triton_hyperparameters_changed_between_steps(case, kernels):
     """The table keeps its hyperparameters between steps and refreshes those that change."""
     results = []
@@ -262,7 +263,7 @@ def test_triton_hyperparameters_changed_between_steps(case, kernels):
 
 
 @pytest.mark.parametrize("scale", [1e-30, 1e30, 0.0])
-@parametrize_cases(BASE_CASES)
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_triton_extreme_gradients_stay_finite(case, scale, kernels):
     """Gradients of 1e30 (whose square overflows fp32), 1e-30 (subnormal squares) and 0."""
     params = device_params(torch.float32)

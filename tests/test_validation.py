@@ -7,8 +7,9 @@ from helpers import BASE_CASES, parametrize_cases
 import adamem
 
 
-def params():
-    return [torch.nn.Parameter(torch.ones(2))]
+def params(case=None):
+    """One parameter, in a shape ``case``'s class takes."""
+    return case.params(shapes=[(2,)]) if case else [torch.nn.Parameter(torch.ones(2))]
 
 
 # Options every AM optimizer takes; each case adds its own lr unless the entry sets one.
@@ -56,7 +57,7 @@ AMADAMW_CASES = [
 @parametrize_cases(BASE_CASES)
 def test_every_optimizer_rejects(case, kwargs, error, name):
     with pytest.raises(error, match=name):
-        case.make(params(), **kwargs)
+        case.make(params(case), **kwargs)
 
 
 @pytest.mark.parametrize(("kwargs", "error", "name"), AMSGD_CASES)
@@ -73,16 +74,16 @@ def test_amadamw_rejects(kwargs, error, name):
 
 @parametrize_cases(BASE_CASES)
 def test_invalid_group_is_not_added(case):
-    optimizer = case.make(params())
+    optimizer = case.make(params(case))
     with pytest.raises(ValueError, match="lambd"):
-        optimizer.add_param_group({"params": params(), "lambd": -1.0})
+        optimizer.add_param_group({"params": params(case), "lambd": -1.0})
     assert len(optimizer.param_groups) == 1
 
 
 @parametrize_cases(BASE_CASES)
 def test_global_groups_must_share_the_cap(case):
     def groups():  # fresh dicts: an optimizer fills its defaults into the ones it is given
-        return [{"params": params()}, {"params": params(), **case.family.cap_options(0.5)}]
+        return [{"params": params(case)}, {"params": params(case), **case.family.cap_options(0.5)}]
 
     with pytest.raises(ValueError, match="cap"):
         case.make(groups(), scope="global")
