@@ -112,7 +112,8 @@ def one_run(job: tuple[Study, str, float, float, float, int]) -> dict:
         config_hash(study.task, config, "cpu"),
     )
 
-    def make_optimizer(params: list) -> torch.optim.Optimizer:
+    def make_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+        params = model.parameters()
         if study.optimizer == "amsgd":
             return adamem.AMSGD(
                 params, lr=lr, beta_max=cap, lambd=lambd, scope="tensor", foreach=True

@@ -13,7 +13,7 @@ from importlib import metadata
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from .methods import method, warmup_factor
@@ -97,7 +97,7 @@ def train(problem: Problem, optimizer: Optimizer, spec: RunSpec, position: int) 
     from tqdm import tqdm
 
     config, chosen, metric = spec.config, method(spec.method), TASKS[spec.task].select
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+    params = list(problem.module.parameters())  # the order of the record's tensor names
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     warmup = warmup_steps(config) if chosen.warmup else 0
     checkpoints = evaluation_steps(config["steps"], config["evals"])
@@ -145,18 +145,18 @@ class Outcome:
 
 
 def train_and_evaluate(
-    spec: RunSpec, make_optimizer: Callable[[list[Tensor]], Optimizer], position: int = 0
+    spec: RunSpec, make_optimizer: Callable[[nn.Module], Optimizer], position: int = 0
 ) -> Outcome:
-    """Seed, build the task's problem, train it with ``make_optimizer(parameters)`` on one CPU
+    """Seed, build the task's problem, train it with ``make_optimizer(model)`` on one CPU
     thread, and evaluate it: the order that makes a run's numbers depend on its seed alone."""
     torch.set_num_threads(1)
     torch.manual_seed(spec.seed)
     problem = TASKS[spec.task].build(spec.config, spec.seed, spec.device)
-    names, params = zip(*problem.module.named_parameters())
-    training = train(problem, make_optimizer(list(params)), spec, position)
+    names = [name for name, _ in problem.module.named_parameters()]
+    training = train(problem, make_optimizer(problem.module), spec, position)
     metrics = {} if training.diverged else problem.evaluate(final=True)
     diverged = training.diverged or not all(map(math.isfinite, metrics.values()))
-    return Outcome(training, {} if diverged else metrics, diverged, list(names))
+    return Outcome(training, {} if diverged else metrics, diverged, names)
 
 
 def run(spec: RunSpec, position: int = 0) -> dict[str, Any]:
@@ -167,9 +167,10 @@ def run(spec: RunSpec, position: int = 0) -> dict[str, Any]:
     """
     started, cpu_started = time.perf_counter(), time.process_time()
     chosen = method(spec.method)
-    weight_decay = spec.config.get("weight_decay", 0.0) if chosen.family == "adam" else 0.0
+    decoupled = chosen.family in ("adam", "muon")
+    weight_decay = spec.config.get("weight_decay", 0.0) if decoupled else 0.0
     outcome = train_and_evaluate(
-        spec, lambda params: chosen.build(params, spec.lr, weight_decay), position
+        spec, lambda model: chosen.build(model, spec.lr, weight_decay), position
     )
     training = outcome.training
     record: dict[str, Any] = {

@@ -267,7 +267,7 @@ TASKS: dict[str, Task] = {
             "top-level stdlib modules; 16 KiB blocks, 18/1/1 train/validation/test); metric "
             "bits per byte",
             build=_gpt,
-            lr_ranges={"adam": (0.0003, 0.03)},
+            lr_ranges={"adam": (0.0003, 0.03), "muon": (0.0003, 0.03)},
             select="val_bpb",
             report="test_bpb",
             configs=_sizes(
