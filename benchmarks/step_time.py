@@ -5,9 +5,11 @@ embeddings, 8 blocks of layer norms, attention and MLP weights and biases: 98 te
 random gradients. Steps are interleaved one at a time across implementations, in a rotating
 order, so that the machine's drift and noise hit them alike; the first ``--warmup`` steps
 (state creation among them) are dropped. Ratios are to torch's fused counterpart: AMAdamW to
-``AdamW(fused=True)``, AMSGD to ``SGD(momentum=0.9, fused=True)``. Also reported: the first
-call of the fused kernels (compiling them into an empty cache, and loading them from the
-cache), the peak transient memory of one step, and whole training steps of a small GPT.
+``AdamW(fused=True)``, AMSGD to ``SGD(momentum=0.9, fused=True)``; AMMuon, on the hidden weight
+matrices of the same set (embeddings, norms and biases left out), to ``torch.optim.Muon`` on the
+same matrices (which has only a single-tensor path, orthogonalising in bf16). Also reported:
+the first call of the fused kernels (compiling them into an empty cache, and loading them from
+the cache), the peak transient memory of one step, and whole training steps of a small GPT.
 
 Usage::
 
@@ -44,6 +46,11 @@ def synchronize() -> None:
         torch.cuda.synchronize(DEVICE)
 
 
+def hidden_matrices(params: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
+    """The Muon part of :func:`gpt_shapes`' parameters: the 2-D ones after the two embeddings."""
+    return [p for p in params[2:] if p.ndim == 2]
+
+
 IMPLEMENTATIONS: dict[str, Factory] = {
     "torch-adamw-fused": lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.01, fused=True),
     "torch-adamw-foreach": lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.01, foreach=True),
@@ -55,6 +62,12 @@ IMPLEMENTATIONS: dict[str, Factory] = {
     "amsgd-fused": lambda p: adamem.AMSGD(p, lr=0.1, fused=True),
     "amsgd-foreach": lambda p: adamem.AMSGD(p, lr=0.1, foreach=True),
     "amsgd-reference": lambda p: adamem.AMSGD(p, lr=0.1, foreach=False),
+    "torch-muon": lambda p: torch.optim.Muon(hidden_matrices(p), lr=0.02),
+    "ammuon-foreach": lambda p: adamem.AMMuon(hidden_matrices(p), lr=0.02, foreach=True),
+    "ammuon-foreach-bf16": lambda p: adamem.AMMuon(
+        hidden_matrices(p), lr=0.02, foreach=True, ns_dtype=torch.bfloat16
+    ),
+    "ammuon-reference": lambda p: adamem.AMMuon(hidden_matrices(p), lr=0.02, foreach=False),
 }
 
 
@@ -79,7 +92,9 @@ def copy_bandwidth(size_bytes: int = 2**30, repeats: int = 20) -> float:
 
 
 def baseline_of(impl: str) -> str:
-    """torch's fused counterpart of an implementation."""
+    """torch's counterpart of an implementation: its fused AdamW or SGD, or its Muon."""
+    if "muon" in impl:
+        return "torch-muon"
     family = "adamw" if "adamw" in impl else "sgd"
     return f"torch-{family}-fused"
 
