@@ -31,26 +31,68 @@ def test_heavy_ball_is_torch_sgd_with_dampening_equal_to_momentum(beta):
 
 
 def test_torch_sgd_gets_the_ema_learning_rate_times_one_minus_momentum():
-    param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = method("sgd-0.9").build([param], lr=2.0, weight_decay=0.0)
+    param = torch.nn.Linear(1, 1, bias=False)
+    optimizer = method("sgd-0.9").build(param, lr=2.0, weight_decay=0.0)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.2)
-    nesterov = method("sgd-nesterov-0.95").build([param], lr=2.0, weight_decay=0.0)
+    nesterov = method("sgd-nesterov-0.95").build(param, lr=2.0, weight_decay=0.0)
     assert nesterov.param_groups[0]["lr"] == pytest.approx(0.1)
     assert nesterov.param_groups[0]["nesterov"] is True
 
 
 def test_nesterov_methods_build_their_optimizers():
-    param = torch.nn.Parameter(torch.zeros(1))
-    am = method("amadamw-nesterov-tensor").build([param], lr=1e-3, weight_decay=0.01)
+    param = torch.nn.Linear(1, 1, bias=False)
+    am = method("amadamw-nesterov-tensor").build(param, lr=1e-3, weight_decay=0.01)
     assert isinstance(am, adamem.AMAdamW) and am.param_groups[0]["nesterov"] is True
-    assert method("amsgd-nesterov-tensor").build([param], 0.1, 0.0).param_groups[0]["nesterov"]
-    si = method("amadamw-si-tensor").build([param], lr=1e-3, weight_decay=0.01)
+    assert method("amsgd-nesterov-tensor").build(param, 0.1, 0.0).param_groups[0]["nesterov"]
+    si = method("amadamw-si-tensor").build(param, lr=1e-3, weight_decay=0.01)
     assert isinstance(si, adamem.AMAdamW) and si.param_groups[0]["scale_invariant"] is True
     assert si.param_groups[0]["nesterov"] is False
-    nadam = method("nadamw-0.9").build([param], lr=1e-3, weight_decay=0.01)
+    nadam = method("nadamw-0.9").build(param, lr=1e-3, weight_decay=0.01)
     assert isinstance(nadam, torch.optim.NAdam)
     assert nadam.param_groups[0]["decoupled_weight_decay"] is True
     assert nadam.param_groups[0]["betas"] == (0.9, 0.999)
+
+
+class TinyGPT(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(10, 4)
+        self.hidden = torch.nn.Linear(4, 4)
+        self.norm = torch.nn.LayerNorm(4)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.hidden(self.embed(tokens))) @ self.embed.weight.T
+
+
+@pytest.mark.parametrize("name", ["ammuon-tensor", "muon-0.95"])
+def test_muon_methods_pair_muon_on_hidden_matrices_with_adam_on_the_rest(name):
+    model = TinyGPT()
+    optimizer = method(name).build(model, lr=3e-3, weight_decay=0.1)
+    muon, adam = optimizer.optimizers
+    assert [p for g in muon.param_groups for p in g["params"]] == [model.hidden.weight]
+    rest = [p for g in adam.param_groups for p in g["params"]]
+    assert sorted(map(id, rest)) == sorted(
+        id(p) for p in model.parameters() if p is not model.hidden.weight
+    )
+    # One learning rate for both, Muon's step at AdamW's RMS; a schedule reaches both.
+    assert {g["lr"] for g in optimizer.param_groups} == {3e-3}
+    assert muon.param_groups[0]["adjust_lr_fn"] == "match_rms_adamw"
+    assert muon.param_groups[0]["weight_decay"] == 0.1
+    if name == "muon-0.95":
+        assert isinstance(muon, torch.optim.Muon) and isinstance(adam, torch.optim.AdamW)
+        assert muon.param_groups[0]["momentum"] == 0.95 and muon.param_groups[0]["nesterov"]
+    else:
+        assert isinstance(muon, adamem.AMMuon) and isinstance(adam, adamem.AMAdamW)
+    for _ in range(2):
+        optimizer.zero_grad()
+        model(torch.arange(6)).logsumexp(-1).sum().backward()
+        optimizer.step()
+    assert len(optimizer.state) == len(list(model.parameters()))
+    if name == "ammuon-tensor":  # every tensor has a beta, found in whichever optimizer holds it
+        assert all("beta" in optimizer.state[p] for p in model.parameters())
+    with pytest.raises(KeyError):  # a lookup does not create state
+        optimizer.state[torch.nn.Parameter(torch.zeros(1))]
+    assert len(optimizer.state) == len(list(model.parameters()))
 
 
 def test_families_hold_the_issue_grid():
