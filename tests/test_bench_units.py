@@ -220,3 +220,17 @@ def test_a_warmup_shorter_than_the_minimum_is_refused(monkeypatch):
     monkeypatch.setitem(TASKS, "gpt-warmup", changed)
     with pytest.raises(ValueError, match="warmup of 1 steps is too short"):
         plan("smoke", ["gpt-warmup"], 1, "cpu")
+
+
+def test_beta_per_tensor_averages_the_seeds_at_the_best_lr():
+    from adamem.bench.analysis import MethodSummary, Stats
+
+    runs = [
+        {"beta": {"per_tensor": {"w": 0.2, "b": 0.9}}},
+        {"beta": {"per_tensor": {"w": 0.4, "b": 0.7}}},
+    ]
+    one = Stats.of([1.0])
+    summary = MethodSummary(method("amsgd-tensor"), [0.1], {}, 0.1, runs, one, one, {}, 1)
+    assert summary.beta_per_tensor() == pytest.approx({"w": 0.3, "b": 0.8})
+    fixed = MethodSummary(method("hb-0.9"), [0.1], {}, 0.1, [{"beta": None}], one, one, {}, 1)
+    assert fixed.beta_per_tensor() == {}

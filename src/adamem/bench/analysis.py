@@ -93,6 +93,14 @@ class MethodSummary:
         values = [run["beta"][name] for run in self.runs if run["beta"]]
         return Stats.of(values) if values else None
 
+    def beta_per_tensor(self) -> dict[str, float]:
+        """Each tensor's mean beta over the steps, averaged over the seeds at the best learning
+        rate (empty for fixed-momentum methods)."""
+        tables = [run["beta"]["per_tensor"] for run in self.runs if run["beta"]]
+        if not tables:
+            return {}
+        return {name: sum(t[name] for t in tables) / len(tables) for name in tables[0]}
+
 
 @dataclass
 class FamilySummary:

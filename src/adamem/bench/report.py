@@ -199,6 +199,22 @@ def _family_section(task: TaskSummary, family: FamilySummary, verdicts: bool) ->
         "</details>",
         "",
     ]
+    per_tensor = {s.method.name: s.beta_per_tensor() for s in family.methods if s.method.adaptive}
+    per_tensor = {name: table for name, table in per_tensor.items() if table}
+    if per_tensor:
+        tensors = list(next(iter(per_tensor.values())))
+        rows = [
+            [f"`{tensor}`", *(number(t[tensor]) for t in per_tensor.values())] for tensor in tensors
+        ]
+        lines += [
+            "<details><summary>AM's beta per tensor: mean over steps and seeds at the best "
+            "lr</summary>",
+            "",
+            *_table(["tensor", *per_tensor], rows),
+            "",
+            "</details>",
+            "",
+        ]
     return lines
 
 
