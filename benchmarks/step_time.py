@@ -55,6 +55,9 @@ IMPLEMENTATIONS: dict[str, Factory] = {
     "amsgd-fused": lambda p: adamem.AMSGD(p, lr=0.1, fused=True),
     "amsgd-foreach": lambda p: adamem.AMSGD(p, lr=0.1, foreach=True),
     "amsgd-reference": lambda p: adamem.AMSGD(p, lr=0.1, foreach=False),
+    # noise_averaging: the running average between the passes; the C step takes two passes.
+    "amsgd-na-fused": lambda p: adamem.AMSGD(p, lr=0.1, noise_averaging=0.9, fused=True),
+    "amsgd-na-foreach": lambda p: adamem.AMSGD(p, lr=0.1, noise_averaging=0.9, foreach=True),
 }
 
 

@@ -6,7 +6,7 @@ import io
 import pytest
 import torch
 from helpers import (
-    NESTEROV_CASES,
+    OPTION_CASES,
     WEIGHT_DECAY_CASES,
     make_params,
     parametrize_cases,
@@ -31,7 +31,7 @@ def save_and_load(params, optimizer, case, dtype=None, **kw):
 
 @pytest.mark.parametrize("foreach", [False, True])
 @pytest.mark.parametrize("scope", ["tensor", "global"])
-@parametrize_cases(WEIGHT_DECAY_CASES + NESTEROV_CASES)
+@parametrize_cases(WEIGHT_DECAY_CASES + OPTION_CASES)
 def test_resume_is_bit_exact(case, scope, foreach):
     kw = dict(scope=scope, foreach=foreach)
     params = make_params(torch.float32)

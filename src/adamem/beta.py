@@ -101,9 +101,7 @@ def averaged_select(
     finite = torch.isfinite(a) & torch.isfinite(b)
     new_slope = torch.where(finite, torch.lerp(unit_a, slope, factor), slope)
     new_curvature = torch.where(finite, torch.lerp(unit_b, curvature, factor), curvature)
-    beta = torch.where(
-        finite, select_beta(new_slope, new_curvature, cap), select_beta(a, b, cap)
-    )
+    beta = torch.where(finite, select_beta(new_slope, new_curvature, cap), select_beta(a, b, cap))
     return beta, new_slope, new_curvature
 
 
