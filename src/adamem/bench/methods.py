@@ -3,7 +3,8 @@
 Two families share a learning-rate grid within a task:
 
 * ``sgd``: ``amsgd-tensor``, ``amsgd-global``, ``amsgd-nesterov-tensor`` (``nesterov=True``),
-  ``amsgd-na-tensor`` (``noise_averaging=0.9``), heavy ball in EMA form ``hb-<beta>``, ``torch.optim.SGD(momentum=0.9)`` as ``sgd-0.9`` and
+  ``amsgd-na-tensor`` (``noise_averaging=0.9``), heavy ball in EMA form ``hb-<beta>``,
+  ``torch.optim.SGD(momentum=0.9)`` as ``sgd-0.9`` and
   ``torch.optim.SGD(momentum=m, nesterov=True)`` as ``sgd-nesterov-<m>``. Learning rates are
   in EMA units (steady-state step ``lr*g``); torch's SGD gets ``lr*(1-m)``, the same
   steady-state step.
