@@ -349,12 +349,9 @@ class PrototypeAM:
 
     def _solve(self, st: dict, a: float, b: float, g: Tensor, p: Tensor | None, t: dict) -> float:
         variant = self.variant
-        if variant is not None and variant[0] == "ema":
-            rho = variant[1]
-            st["a_avg"] = rho * st.get("a_avg", 0.0) + (1 - rho) * a
-            st["b_avg"] = rho * st.get("b_avg", 0.0) + (1 - rho) * b
-            a, b = st["a_avg"], st["b_avg"]
-        elif variant is not None and variant[0] == "nc" and "var" in st:
+        if variant is not None and variant[0] in AVERAGED:
+            return AVERAGED[variant[0]](st, a, b, variant[1], self.cap)
+        if variant is not None and variant[0] == "nc" and "var" in st:
             var = st["var"] if p is None else st["var"] / p / (1 + LAMBD * p)
             noise = float(var.sum())
             t["noise"] = noise
@@ -372,6 +369,68 @@ class PrototypeAM:
         delta = g - st["mean"]
         st["mean"] = st["mean"] + (1 - r) * delta
         st["var"] = r * (st["var"] + (1 - r) * delta * delta)
+
+
+def _select(a: float, b: float, cap: float) -> float:
+    return float(select_beta(_scalar(a), _scalar(b), cap))
+
+
+def _ema(st: dict, key: str, value: float, rho: float) -> float:
+    st[key] = rho * st.get(key, 0.0) + (1 - rho) * value
+    return st[key]
+
+
+def _normalised_average(st: dict, a: float, b: float, rho: float) -> tuple[float, float, float]:
+    """(c)'s averages of the pair scaled to |a| + b = 1, and this step's scaled a."""
+    size = abs(a) + b
+    a_unit, b_unit = (a / size, b / size) if size > 0 else (0.0, 0.0)
+    return _ema(st, "a_unit", a_unit, rho), _ema(st, "b_unit", b_unit, rho), a_unit
+
+
+def _raw_ema(st: dict, a: float, b: float, rho: float, cap: float) -> float:
+    """(a): EMA of the block sums themselves."""
+    return _select(_ema(st, "a_avg", a, rho), _ema(st, "b_avg", b, rho), cap)
+
+
+def _normalised_ema(st: dict, a: float, b: float, rho: float, cap: float) -> float:
+    """(c): EMA of the pair scaled to unit size."""
+    a_avg, b_avg, _ = _normalised_average(st, a, b, rho)
+    return _select(a_avg, b_avg, cap)
+
+
+def _beta_ema(st: dict, a: float, b: float, rho: float, cap: float) -> float:
+    """(d): bias-corrected EMA of the per-step β."""
+    st["solved"] = st.get("solved", 0) + 1
+    return _ema(st, "beta_avg", _select(a, b, cap), rho) / (1 - rho ** st["solved"])
+
+
+def _floor(st: dict, a: float, b: float, rho: float, cap: float) -> float:
+    """(e): the per-step β, floored at (c)'s."""
+    return max(_select(a, b, cap), _normalised_ema(st, a, b, rho, cap))
+
+
+def _gated(st: dict, a: float, b: float, rho: float, cap: float) -> float:
+    """(f): per-step β and (c)'s mixed by the spread share of the scaled slope."""
+    a_avg, b_avg, a_unit = _normalised_average(st, a, b, rho)
+    solved = st["solved"] = st.get("solved", 0) + 1
+    if solved > 1:
+        previous_mean = st["slope_mean"] / (1 - rho ** (solved - 1))
+        _ema(st, "slope_var", (a_unit - previous_mean) ** 2, rho)
+    mean = _ema(st, "slope_mean", a_unit, rho) / (1 - rho**solved)
+    spread = st.get("slope_var", 0.0)
+    share = spread / (spread + mean * mean) if spread > 0 else 0.0
+    return (1 - share) * _select(a, b, cap) + share * _select(a_avg, b_avg, cap)
+
+
+AVERAGED: dict[str, Callable[[dict, float, float, float, float], float]] = {
+    "ema": _raw_ema,
+    "nema": _normalised_ema,
+    "bema": _beta_ema,
+    "floor": _floor,
+    "gate": _gated,
+}
+"""The prototypes that replace β's solve by an average over steps: name -> (state, a, b,
+factor, cap) -> β."""
 
 
 class Baseline:
@@ -415,9 +474,23 @@ def methods() -> dict[str, tuple[str, Callable]]:
     return out
 
 
+def candidates() -> dict[str, tuple[str, Callable]]:
+    """The second round's candidates (docs/research/noise.md); run with ``--methods``."""
+    out: dict[str, tuple[str, Callable]] = {}
+    rounds = (("nema", 0.9), ("nema", 0.99), ("bema", 0.9), ("floor", 0.9), ("gate", 0.9))
+    for kind, prefix in (("sgd", "AMSGD"), ("adam", "AMAdamW")):
+        for variant in rounds:
+            out[f"{prefix} {variant[0]}{variant[1]}"] = (
+                kind,
+                lambda xs, lr, k=kind, v=variant: PrototypeAM(k, xs, lr, v),
+            )
+    return out
+
+
 EXTRA_METHODS = {
     "AMSGD lambd0": ("sgd", lambda xs, lr: LibraryAM("sgd", xs, lr, lambd=0.0)),
     "AMAdamW lambd0": ("adam", lambda xs, lr: LibraryAM("adam", xs, lr, lambd=0.0)),
+    **candidates(),
 }
 """Not in the protocol's set; run with ``--methods``."""
 

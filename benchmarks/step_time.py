@@ -68,6 +68,9 @@ IMPLEMENTATIONS: dict[str, Factory] = {
         hidden_matrices(p), lr=0.02, foreach=True, ns_dtype=torch.bfloat16
     ),
     "ammuon-reference": lambda p: adamem.AMMuon(hidden_matrices(p), lr=0.02, foreach=False),
+    # noise_averaging: the running average between the passes; the C step takes two passes.
+    "amsgd-na-fused": lambda p: adamem.AMSGD(p, lr=0.1, noise_averaging=0.9, fused=True),
+    "amsgd-na-foreach": lambda p: adamem.AMSGD(p, lr=0.1, noise_averaging=0.9, foreach=True),
 }
 
 

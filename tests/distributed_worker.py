@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from helpers import NESTEROV_CASES, WEIGHT_DECAY_CASES
+from helpers import OPTION_CASES, WEIGHT_DECAY_CASES
 from torch import nn
 
 import adamem
@@ -26,7 +26,7 @@ RESUME_AT = 3
 SCOPES = ("tensor", "group", "global")
 # Each optimizer class once, with weight decay; results are keyed by the case's name.
 OPTIMIZERS = {case.name: case for case in WEIGHT_DECAY_CASES}
-FSDP_OPTIMIZERS = OPTIMIZERS | {case.name: case for case in NESTEROV_CASES}
+FSDP_OPTIMIZERS = OPTIMIZERS | {case.name: case for case in OPTION_CASES}
 # DeepSpeed ZeRO's flat partitions are 1-D: for the classes that take vectors.
 ZERO_OPTIMIZERS = {name: case for name, case in OPTIMIZERS.items() if case.takes(torch.ones(3))}
 

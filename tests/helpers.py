@@ -289,6 +289,9 @@ CASES = [
         {"nesterov": False, "weight_decay": 0.0, "adjust_lr_fn": "match_rms_adamw"},
     ),
     OptimizerCase(
+        "amsgd_noise_averaging", AMSGD_FAMILY, {"noise_averaging": 0.9, "weight_decay": 0.1}
+    ),
+    OptimizerCase(
         "amadamw_scale_invariant_nesterov",
         AMADAMW_FAMILY,
         {"scale_invariant": True, "nesterov": True, "gap_estimate": "compat"},
@@ -314,9 +317,13 @@ BASE_CASES = cases(one_per_class=True)
 WEIGHT_DECAY_CASES = cases(lambda case: case.weight_decay > 0, one_per_class=True)
 # Each class that takes complex parameters once.
 COMPLEX_CASES = cases(lambda case: case.family.complex_params, one_per_class=True)
-# Options that change only how a step is applied: the tests of every path's plumbing
-# (checkpoints, compile, distributed) run them besides the defaults.
-NESTEROV_CASES = cases(lambda case: case.options.get("nesterov", False))
+# Options that change how a step is applied or how beta is solved: the tests of every path's
+# plumbing (checkpoints, compile, distributed) run them besides the defaults.
+OPTION_CASES = cases(
+    lambda case: (
+        case.options.get("nesterov", False) or case.options.get("noise_averaging") is not None
+    )
+)
 
 
 def with_kernels(selected: list[OptimizerCase]) -> list[OptimizerCase]:

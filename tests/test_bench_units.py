@@ -44,6 +44,8 @@ def test_nesterov_methods_build_their_optimizers():
     am = method("amadamw-nesterov-tensor").build(param, lr=1e-3, weight_decay=0.01)
     assert isinstance(am, adamem.AMAdamW) and am.param_groups[0]["nesterov"] is True
     assert method("amsgd-nesterov-tensor").build(param, 0.1, 0.0).param_groups[0]["nesterov"]
+    averaging = method("amsgd-na-tensor").build(param, 0.1, 0.0).param_groups[0]
+    assert averaging["noise_averaging"] == 0.9 and averaging["scope"] == "tensor"
     si = method("amadamw-si-tensor").build(param, lr=1e-3, weight_decay=0.01)
     assert isinstance(si, adamem.AMAdamW) and si.param_groups[0]["scale_invariant"] is True
     assert si.param_groups[0]["nesterov"] is False
@@ -100,6 +102,7 @@ def test_families_hold_the_issue_grid():
         "amsgd-tensor",
         "amsgd-global",
         "amsgd-nesterov-tensor",
+        "amsgd-na-tensor",
         "hb-0",
         "hb-0.5",
         "hb-0.9",

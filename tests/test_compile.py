@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import BASE_CASES, NESTEROV_CASES, parametrize_cases
+from helpers import BASE_CASES, OPTION_CASES, parametrize_cases
 from torch._dynamo.utils import counters
 
 
@@ -27,7 +27,7 @@ def train(case, scope, compiled: bool, steps: int = 6):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("scope", ["tensor", "global"])
-@parametrize_cases(BASE_CASES + NESTEROV_CASES)
+@parametrize_cases(BASE_CASES + OPTION_CASES)
 def test_step_compiles_without_graph_breaks_or_recompiles(case, scope):
     torch._dynamo.reset()
     counters.clear()

@@ -15,6 +15,7 @@ from helpers import (
     REFERENCE,
     SCOPES,
     assert_equal_states,
+    cases,
     make_params,
     parametrize_cases,
     quadratic_grads,
@@ -355,12 +356,14 @@ def test_kernel_select_beta_follows_adamem_beta_exactly():
         assert torch.equal(actual, expected), cap
 
 
+# The cases whose scope="tensor" steps can take one pass (noise_averaging takes two, below).
+ONE_PASS_CASES = cases(lambda case: case.options.get("noise_averaging") is None)
 # Tensors from 1 << 19 elements on are shared by the threads, smaller ones taken by one each.
 RUN_SHAPES = [(1100000,), (5,), (3, 7), (700000,), (400000,), (1,), (70000,)]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@parametrize_cases(with_kernels(CASES))
+@parametrize_cases(with_kernels(ONE_PASS_CASES))
 def test_one_pass_per_tensor_equals_two_passes_bit_for_bit(case, dtype, monkeypatch):
     """scope="tensor" solves each tensor's beta between its two passes; the two-pass step
     (every tensor's sums first) gives the same bits, for tensors shared by the threads and for
@@ -383,3 +386,6 @@ def test_one_pass_per_tensor_only_where_each_tensor_is_a_block():
             p.grad = torch.ones_like(p)
         batch = optimizer._collect(optimizer.param_groups[0])
         assert fused_path.tensor_blocks(batch) is expected
+    # The running average of noise_averaging is kept outside the kernels: two passes.
+    optimizer = adamem.AMSGD(params, lr=0.1, noise_averaging=0.9)
+    assert fused_path.tensor_blocks(optimizer._collect(optimizer.param_groups[0])) is False

@@ -23,6 +23,10 @@ at the defaults.
 **Nesterov** (``nesterov=True``): the same :math:`\beta_t` and memory, and the step looks
 ahead by mixing the new memory with the gradient once more, as ``torch.optim.SGD`` does in
 EMA form: :math:`x_{t+1} = x_t - \eta_t\,(d_{t+1} + w_t\,(g_t - d_{t+1}))`.
+
+**Noise averaging** (``noise_averaging=rho``): each block solves the running average of its
+recent models, each scaled to unit size, instead of its current one
+(:func:`adamem.beta.averaged_select`, docs/variants.md).
 """
 
 from __future__ import annotations
@@ -94,6 +98,11 @@ class AMSGD(AMOptimizer):
         weight_decay: coupled L2 penalty: the model is built for the loss plus
             ``weight_decay/2 * ||x||^2``.
         nesterov: take a Nesterov look-ahead step with the same beta (module docstring).
+        noise_averaging: ``None`` (default) solves each step's model, as the paper does; a
+            factor ``rho`` in ``[0, 1)`` solves the average of the block's recent models
+            instead, each scaled to unit size, with weights ``rho**age`` (docs/variants.md).
+            For minibatch training where beta jumps with the gradient noise; 0.9 is the
+            tested value.
         maximize: maximise the objective instead (``p.grad`` is left untouched).
         foreach: use the multi-tensor path; ``None`` picks it when all parameters are on CUDA.
         fused: run the step's two passes each as one kernel over all of the group's
@@ -122,7 +131,7 @@ class AMSGD(AMOptimizer):
     """
 
     kernels = KERNELS
-    _statistic_keys = frozenset({"beta", "prev_lr"})
+    _statistic_keys = frozenset({"beta", "prev_lr", *AMOptimizer.AVERAGE_KEYS})
     _state_keys = frozenset({"momentum_buffer", "beta", "prev_lr"})
     _group_defaults = {
         "scope": "tensor",
@@ -131,6 +140,7 @@ class AMSGD(AMOptimizer):
         "weight_decay": 0.0,
         "fused": None,
         "nesterov": False,
+        "noise_averaging": None,
     }
 
     def __init__(
@@ -143,6 +153,7 @@ class AMSGD(AMOptimizer):
         scope: Scope = "tensor",
         weight_decay: float = 0.0,
         nesterov: bool = False,
+        noise_averaging: float | None = None,
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
@@ -154,6 +165,7 @@ class AMSGD(AMOptimizer):
             scope=scope,
             weight_decay=weight_decay,
             nesterov=nesterov,
+            noise_averaging=noise_averaging,
             maximize=maximize,
             foreach=foreach,
             fused=fused,
@@ -166,6 +178,8 @@ class AMSGD(AMOptimizer):
         check_number("lambd", group["lambd"], 0.0, float("inf"), high_open=True)
         check_number("weight_decay", group["weight_decay"], 0.0, float("inf"), high_open=True)
         check_flag("nesterov", group["nesterov"])
+        if group["noise_averaging"] is not None:
+            check_number("noise_averaging", group["noise_averaging"], 0.0, 1.0, high_open=True)
         check_flag("maximize", group["maximize"])
         validate_fused(group)
 
@@ -232,6 +246,9 @@ class AMSGD(AMOptimizer):
         state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         state["prev_lr"] = scalar_state(group["lr"], param)
         state["beta"] = scalar_state(0.0, param)
+        if group["noise_averaging"] is not None:
+            for key in self.AVERAGE_KEYS:
+                state[key] = scalar_state(0.0, param)
 
     def _torch_step(self, batch: ParamBatch, foreach: bool) -> _TorchStep:
         return _TorchStep(batch, foreach, batch.group["weight_decay"])

@@ -25,11 +25,15 @@ different learning rates, because each tensor's terms are already multiplied by 
 :math:`\eta`. :func:`block_betas` forms the blocks of a ``scope``, and :func:`select_beta`
 solves them, vectorised and on the device of the sums: nothing here reads a tensor's value on
 the host.
+
+With ``noise_averaging`` (docs/variants.md) a block solves, instead of its current model, a
+running average of its recent models, each scaled to unit size (:func:`averaged_select`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -57,10 +61,70 @@ def select_beta(a: Tensor, b: Tensor, cap: float) -> Tensor:
     return torch.where(undefined, 0.0, beta)
 
 
+def averaged_select(
+    a: Tensor, b: Tensor, slope: Tensor, curvature: Tensor, factor: float, cap: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""One step of ``noise_averaging``: return ``(beta, slope', curvature')``, elementwise.
+
+    ``(slope, curvature)`` is the running average of the past models' pairs, each scaled to
+    ``|a| + b = 1``; this step's scaled pair enters with weight ``1 - factor``:
+
+    .. math::
+
+        A' = \rho A + (1-\rho)\,\frac{a}{|a|+b}, \qquad
+        B' = \rho B + (1-\rho)\,\frac{b}{|a|+b}, \qquad \beta = \mathrm{select}(A', B'),
+
+    so that ``beta`` maximises :math:`\sum_s \rho^{t-s}(a_s\beta - \tfrac12 b_s\beta^2)
+    /(|a_s|+b_s)`, the recent models with equal weight whatever their size. A zero pair
+    (``a = b = 0``) enters as ``(0, 0)``. A pair that is not finite leaves the average
+    unchanged, and its step's beta is ``select_beta(a, b, cap)``. Started from ``(0, 0)``, the
+    first beta is the current model's (no bias correction: both averages carry the same
+    factor).
+
+    >>> import torch
+    >>> zero = torch.zeros(())
+    >>> beta, slope, curvature = averaged_select(
+    ...     torch.tensor(3.0), torch.tensor(1.0), zero, zero, 0.9, 0.9)
+    >>> beta, slope, curvature
+    (tensor(0.9000), tensor(0.0750), tensor(0.0250))
+    >>> averaged_select(torch.tensor(-1.0), torch.tensor(1.0), slope, curvature, 0.9, 0.9)[0]
+    tensor(0.2414)
+    """
+    # Scaled by the larger of |a| and b first, so that |a| + b cannot overflow.
+    largest = torch.maximum(a.abs(), b)
+    positive = largest > 0
+    safe = torch.where(positive, largest, torch.ones_like(largest))
+    a_scaled, b_scaled = a / safe, b / safe
+    size = a_scaled.abs() + b_scaled
+    unit_a = torch.where(positive, a_scaled / size, torch.zeros_like(a))
+    unit_b = torch.where(positive, b_scaled / size, torch.zeros_like(b))
+    finite = torch.isfinite(a) & torch.isfinite(b)
+    new_slope = torch.where(finite, torch.lerp(unit_a, slope, factor), slope)
+    new_curvature = torch.where(finite, torch.lerp(unit_b, curvature, factor), curvature)
+    beta = torch.where(finite, select_beta(new_slope, new_curvature, cap), select_beta(a, b, cap))
+    return beta, new_slope, new_curvature
+
+
+@dataclass
+class RunningModels:
+    """A parameter group's ``noise_averaging`` state, for :func:`block_betas`.
+
+    ``slope`` and ``curvature`` are the averages of the group's blocks before this step: with
+    ``scope="tensor"`` 1-D, one entry per tensor of the group's sums; otherwise 0-d, the
+    group's (or the global block's) one pair. ``store(slope, curvature)`` keeps the new ones
+    (same shapes)."""
+
+    factor: float
+    slope: Tensor
+    curvature: Tensor
+    store: Callable[[Tensor, Tensor], None]
+
+
 def block_betas(
     sums: Sequence[tuple[Tensor, Tensor] | None],
     scopes: Sequence[str],
     caps: Sequence[float],
+    averages: Sequence[RunningModels | None] | None = None,
 ) -> list[Tensor | None]:
     """Solve every block of an optimizer's step and return one beta per tensor.
 
@@ -70,11 +134,15 @@ def block_betas(
         scopes: per group, ``"tensor"`` (each tensor is a block), ``"group"`` (the group is one
             block) or ``"global"`` (all groups whose scope is ``"global"`` form one block).
         caps: per group, the cap on beta. Groups of the global block must share it.
+        averages: per group, its running models if it averages them (``noise_averaging``),
+            else ``None``; omitted, no group does. The groups of the global block must agree:
+            all or none, with one factor; the first member's pair is the block's.
 
     Returns:
         Per group, a 1-D tensor with the beta of each entry's block (``None`` where ``sums``
         is ``None``), in the dtype and on the device of that group's sums.
     """
+    averages = averages if averages is not None else [None] * len(sums)
     betas: list[Tensor | None] = [None] * len(sums)
     global_members: list[int] = []
     for index, (group_sums, scope, cap) in enumerate(zip(sums, scopes, caps)):
@@ -82,27 +150,48 @@ def block_betas(
             continue
         a, b = group_sums
         if scope == "tensor":
-            betas[index] = select_beta(a, b, cap)
+            betas[index] = _solve(a, b, cap, averages[index])
         elif scope == "group":
-            betas[index] = select_beta(a.sum(), b.sum(), cap).expand_as(a)
+            betas[index] = _solve(a.sum(), b.sum(), cap, averages[index]).expand_as(a)
         elif scope == "global":
             global_members.append(index)
         else:
             raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
     if global_members:
         betas_of_global = _solve_global_block(
-            [sums[i] for i in global_members], {caps[i] for i in global_members}
+            [sums[i] for i in global_members],
+            {caps[i] for i in global_members},
+            [averages[i] for i in global_members],
         )
         for index, beta in zip(global_members, betas_of_global):
             betas[index] = beta
     return betas
 
 
-def _solve_global_block(member_sums: list[tuple[Tensor, Tensor]], caps: set[float]) -> list[Tensor]:
+def _solve(a: Tensor, b: Tensor, cap: float, average: RunningModels | None) -> Tensor:
+    if average is None:
+        return select_beta(a, b, cap)
+    slope, curvature = (x.to(a.device, a.dtype) for x in (average.slope, average.curvature))
+    beta, slope, curvature = averaged_select(a, b, slope, curvature, average.factor, cap)
+    average.store(slope, curvature)
+    return beta
+
+
+def _solve_global_block(
+    member_sums: list[tuple[Tensor, Tensor]],
+    caps: set[float],
+    averages: list[RunningModels | None],
+) -> list[Tensor]:
     if len(caps) != 1:
         raise ValueError(
             "parameter groups with scope='global' form one block and must share the same "
             f"beta cap, got {sorted(caps)}"
+        )
+    factors = {None if average is None else average.factor for average in averages}
+    if len(factors) != 1:
+        raise ValueError(
+            "parameter groups with scope='global' form one block and must share the same "
+            f"noise_averaging, got {sorted(factors, key=str)}"
         )
     (cap,) = caps
     first_a = member_sums[0][0]
@@ -111,5 +200,15 @@ def _solve_global_block(member_sums: list[tuple[Tensor, Tensor]], caps: set[floa
         dtype = torch.promote_types(dtype, a.dtype)
     total_a = sum(a.sum().to(first_a.device, dtype) for a, _ in member_sums)
     total_b = sum(b.sum().to(first_a.device, dtype) for _, b in member_sums)
-    beta = select_beta(total_a, total_b, cap)
+    first_average = averages[0]
+    if first_average is None:
+        beta = select_beta(total_a, total_b, cap)
+    else:
+        block = RunningModels(
+            first_average.factor,
+            first_average.slope,
+            first_average.curvature,
+            store=lambda slope, curvature: [m.store(slope, curvature) for m in averages],
+        )
+        beta = _solve(total_a, total_b, cap, block)
     return [beta.to(a.device, a.dtype).expand_as(a) for a, _ in member_sums]

@@ -37,13 +37,14 @@ from torch.optim import Optimizer
 
 from .._kernels import fused
 from .._kernels.contract import Kernels
-from ..beta import SCOPES, block_betas
-from .batch import ParamBatch, compute_dtype, real_view, use_foreach
+from ..beta import SCOPES, RunningModels, block_betas
+from .batch import ParamBatch, compute_dtype, real_view, scalar_state, use_foreach
 from .checks import check_choice, check_flag
 from .distributed import (
     Sharding,
     all_reduce_block_sums,
     all_reduce_partition_sums,
+    local,
     localize,
 )
 
@@ -100,11 +101,18 @@ class AMOptimizer(Optimizer):
             raise
 
     def _check_global_caps(self) -> None:
-        caps = {self._beta_cap(g) for g in self.param_groups if g["scope"] == "global"}
+        global_groups = [g for g in self.param_groups if g["scope"] == "global"]
+        caps = {self._beta_cap(g) for g in global_groups}
         if len(caps) > 1:
             raise ValueError(
                 "parameter groups with scope='global' form one block and must share the same "
                 f"beta cap, got {sorted(caps)}"
+            )
+        factors = {g.get("noise_averaging") for g in global_groups}
+        if len(factors) > 1:
+            raise ValueError(
+                "parameter groups with scope='global' form one block and must share the same "
+                f"noise_averaging, got {sorted(factors, key=str)}"
             )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -138,6 +146,10 @@ class AMOptimizer(Optimizer):
             sums,
             [group["scope"] for group in self.param_groups],
             [self._beta_cap(group) for group in self.param_groups],
+            [
+                None if group_sums is None else self._running_models(batch)
+                for batch, group_sums in zip(batches, sums)
+            ],
         )
         for plan, beta in zip(plans, betas):
             if plan is not None:
@@ -166,6 +178,47 @@ class AMOptimizer(Optimizer):
                 positions, betas = record
                 solved.append(([group["params"][i] for i in positions], betas))
         return solved
+
+    # ------------------------------------------------------------------ noise averaging
+    AVERAGE_KEYS = ("averaged_slope", "averaged_curvature")
+    """The state of ``noise_averaging``: a block's running average of its scaled models
+    (:func:`adamem.beta.averaged_select`), held by each of the block's tensors."""
+
+    def _running_models(self, batch: ParamBatch) -> RunningModels | None:
+        """The group's running models if it averages them (``noise_averaging``), else None.
+
+        With ``scope="tensor"`` each tensor holds its own pair. A group's or the global
+        block's one pair is held by every tensor of the group that has state, and all of them
+        get the new pair, also those without a gradient in this step, so that they stay
+        equal and any of them holds the block's pair."""
+        group = batch.group
+        factor = group.get("noise_averaging")
+        if factor is None:
+            return None
+        slope_key, curvature_key = self.AVERAGE_KEYS
+        for param in group["params"]:
+            state = self.state.get(param)
+            if state and slope_key not in state:  # turned on after the run started
+                for key in self.AVERAGE_KEYS:
+                    state[key] = scalar_state(0.0, local(param))
+        solved = batch.states[batch.first_steps :]
+        if group["scope"] == "tensor":
+            holders = solved
+            slope = torch.stack([state[slope_key] for state in solved])
+            curvature = torch.stack([state[curvature_key] for state in solved])
+        else:
+            holders = [self.state[p] for p in group["params"] if self.state.get(p)]
+            slope, curvature = solved[0][slope_key], solved[0][curvature_key]
+
+        def store(new_slope: Tensor, new_curvature: Tensor) -> None:
+            for key, values in ((slope_key, new_slope), (curvature_key, new_curvature)):
+                targets = [state[key] for state in holders]
+                if values.dim():
+                    torch._foreach_copy_(targets, list(values.unbind()))
+                else:
+                    torch._foreach_copy_(targets, [values] * len(targets))
+
+        return RunningModels(float(factor), slope, curvature, store)
 
     # ---------------------------------------------------------------------- distributed
     def set_flat_partition_group(self, process_group: Any) -> None:

@@ -101,9 +101,14 @@ def fingerprint(batch: ParamBatch, kind: Kernels) -> tuple:
 
 def tensor_blocks(batch: ParamBatch) -> bool:
     """Whether each of the batch's tensors is a block of its own whose sums are complete on
-    this rank (``scope="tensor"``, no DTensor): its beta can be solved as soon as its sums are
-    done, before the next tensor's."""
-    return batch.group["scope"] == "tensor" and all(s is None for s in batch.shardings)
+    this rank (``scope="tensor"``, no DTensor), and its beta is the select of its sums (no
+    ``noise_averaging``, whose running average is kept outside the kernels): its beta can be
+    solved as soon as its sums are done, before the next tensor's."""
+    return (
+        batch.group["scope"] == "tensor"
+        and batch.group.get("noise_averaging") is None
+        and all(s is None for s in batch.shardings)
+    )
 
 
 def uses_triton(device: torch.device) -> bool:

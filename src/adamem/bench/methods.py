@@ -3,7 +3,8 @@
 Two families share a learning-rate grid within a task:
 
 * ``sgd``: ``amsgd-tensor``, ``amsgd-global``, ``amsgd-nesterov-tensor`` (``nesterov=True``),
-  heavy ball in EMA form ``hb-<beta>``, ``torch.optim.SGD(momentum=0.9)`` as ``sgd-0.9`` and
+  ``amsgd-na-tensor`` (``noise_averaging=0.9``), heavy ball in EMA form ``hb-<beta>``,
+  ``torch.optim.SGD(momentum=0.9)`` as ``sgd-0.9`` and
   ``torch.optim.SGD(momentum=m, nesterov=True)`` as ``sgd-nesterov-<m>``. Learning rates are
   in EMA units (steady-state step ``lr*g``); torch's SGD gets ``lr*(1-m)``, the same
   steady-state step.
@@ -198,6 +199,7 @@ def _torch_muon(model: nn.Module, lr: float, weight_decay: float, beta: str) -> 
 KINDS = (
     Kind("amsgd", "sgd", _amsgd, AM_SCOPES, beta_cap=0.9),
     Kind("amsgd-nesterov", "sgd", partial(_amsgd, nesterov=True), ("tensor",), beta_cap=0.9),
+    Kind("amsgd-na", "sgd", partial(_amsgd, noise_averaging=0.9), ("tensor",), beta_cap=0.9),
     Kind("hb", "sgd", _heavy_ball, FIXED_BETAS),
     Kind("sgd", "sgd", _torch_sgd, ("0.9",)),
     Kind("sgd-nesterov", "sgd", _torch_sgd_nesterov, NESTEROV_BETAS),
