@@ -197,6 +197,9 @@ class Family:
     shape_of: Callable[[tuple[int, ...]], tuple[int, ...]] = lambda shape: shape
     # Needs each matrix whole: one all-gather per sharded matrix and step under DTensor.
     whole_matrices: bool = False
+    # Options that make its fp32 arithmetic fp32 throughout (AMMuon orthogonalises in bf16),
+    # for comparisons that two fp32 computations must pass to fp32 rounding.
+    fp32_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 AMSGD_FAMILY = Family(
@@ -217,6 +220,7 @@ AMMUON_FAMILY = Family(
     complex_params=False,
     shape_of=as_matrix,
     whole_matrices=True,
+    fp32_options={"ns_dtype": torch.float32},
 )
 AMADAMW_FAMILY = Family(
     adamem.AMAdamW,

@@ -10,7 +10,8 @@ def train(case, scope, compiled: bool, steps: int = 6):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
     lr = torch.tensor(0.05)
-    optimizer = case.make([p for p in model.parameters() if case.takes(p)], lr=lr, scope=scope)
+    params = [p for p in model.parameters() if case.takes(p)]
+    optimizer = case.make(params, lr=lr, scope=scope, **case.family.fp32_options)
 
     def step():
         optimizer.step()
