@@ -13,8 +13,9 @@ from .problem import Minibatches, Problem
 class Classification(Problem):
     """Train ``module`` on ``split`` with minibatches of ``batch_size`` (order from ``seed``).
 
-    Metrics: ``val_loss`` and ``val_acc``; when final also ``test_loss`` and ``test_acc``.
-    Evaluation runs the module in eval mode (batch norm uses its running statistics).
+    Metrics: ``val_loss`` and ``val_acc``; when final also ``test_loss``, ``test_acc`` and
+    ``test_error`` (1 - ``test_acc``, a lower-is-better metric to report). Evaluation runs the
+    module in eval mode (batch norm uses its running statistics).
     """
 
     def __init__(self, module: nn.Module, split: Split, batch_size: int, seed: int, device: str):
@@ -44,5 +45,6 @@ class Classification(Problem):
         if final:
             scores = self._scores(self.split.x_test, self.split.y_test)
             metrics.update(zip(("test_loss", "test_acc"), scores))
+            metrics["test_error"] = 1 - metrics["test_acc"]
         self.module.train()
         return metrics

@@ -106,13 +106,20 @@ def mnist1d(validation: int = 400) -> Split:
 
 @dataclass(frozen=True)
 class Corpus:
-    """Byte streams for language modelling, with the source's size and SHA-256."""
+    """Byte streams for language modelling, with the number of source files, their total size
+    and the SHA-256 of their bytes."""
 
     train: Tensor
     val: Tensor
     test: Tensor
     sha256: str
     files: int
+
+    @property
+    def fingerprint(self) -> dict[str, int | str]:
+        """What identifies the text: files, bytes (all splits) and SHA-256."""
+        size = len(self.train) + len(self.val) + len(self.test)
+        return {"files": self.files, "bytes": size, "sha256": self.sha256}
 
 
 def corpus_files() -> list[Path]:
@@ -136,3 +143,89 @@ def python_text(block: int = 16384, period: int = 20) -> Corpus:
         sha256=hashlib.sha256(raw).hexdigest(),
         files=len(corpus_files()),
     )
+
+
+# The code corpus: Python sources that ship with the interpreter and with torch (whose version the
+# benchmark's install pins), so that two machines with the same Python and torch read the same
+# text. Directories of tests and of other installs are left out, and so are files over
+# CODE_FILE_LIMIT bytes, which are mostly generated tables (pydoc's topics, decimal's pure-Python
+# twin) rather than code as people write it.
+CODE_PACKAGES = ("torch",)
+CODE_SKIPPED_DIRECTORIES = frozenset(
+    {"site-packages", "dist-packages", "test", "tests", "testing", "idle_test", "__pycache__"}
+)
+CODE_FILE_LIMIT = 128 * 1024
+CODE_TOTAL_LIMIT = 64 * 1024 * 1024  # loading stays a matter of seconds
+CODE_SPLIT_PERIOD = 20  # of 20 hash buckets, one goes to validation and one to test
+
+
+def code_roots() -> dict[str, Path]:
+    """The directories the code corpus is read from, by the name that prefixes their files:
+    the standard library and each of :data:`CODE_PACKAGES` where it is installed."""
+    import importlib
+
+    roots = {"stdlib": Path(sysconfig.get_paths()["stdlib"])}
+    for package in CODE_PACKAGES:
+        roots[package] = Path(importlib.import_module(package).__file__).parent
+    return roots
+
+
+def code_files() -> list[tuple[str, Path]]:
+    """The ``(name, path)`` of every ``.py`` file of the code corpus, sorted by name; a name is
+    the root's name and the path under it (``stdlib/json/decoder.py``), the same on every
+    machine with the same versions."""
+    files = []
+    for root_name, root in code_roots().items():
+        for path in root.rglob("*.py"):
+            relative = path.relative_to(root)
+            if CODE_SKIPPED_DIRECTORIES.isdisjoint(relative.parts[:-1]) and path.is_file():
+                files.append((f"{root_name}/{relative.as_posix()}", path))
+    return sorted(files)
+
+
+def held_out_bucket(name: str) -> str:
+    """Which split the file called ``name`` belongs to, from the SHA-256 of its name alone:
+    ``"val"``, ``"test"`` or ``"train"``.
+
+    >>> held_out_bucket("stdlib/json/decoder.py") in ("train", "val", "test")
+    True
+    """
+    bucket = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % CODE_SPLIT_PERIOD
+    return {CODE_SPLIT_PERIOD - 2: "val", CODE_SPLIT_PERIOD - 1: "test"}.get(bucket, "train")
+
+
+def read_code(path: Path) -> bytes | None:
+    """The bytes of a source file with Windows line ends made Unix ones; ``None`` for a file
+    over :data:`CODE_FILE_LIMIT` or not valid UTF-8."""
+    raw = path.read_bytes()
+    if len(raw) > CODE_FILE_LIMIT:
+        return None
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return raw.replace(b"\r\n", b"\n")
+
+
+@functools.cache
+def code_corpus() -> Corpus:
+    """Byte-level (256 symbols) text of :func:`code_files`, split by file: each file goes whole
+    to training, validation or test by :func:`held_out_bucket`, so that held-out files are
+    unseen code, not unseen stretches of seen files. Files are read in name order until
+    :data:`CODE_TOTAL_LIMIT` bytes; each split is its files' bytes, concatenated."""
+    splits: dict[str, list[bytes]] = {"train": [], "val": [], "test": []}
+    digest, files, total = hashlib.sha256(), 0, 0
+    for name, path in code_files():
+        raw = read_code(path)
+        if raw is None:
+            continue
+        if total + len(raw) > CODE_TOTAL_LIMIT:
+            break
+        splits[held_out_bucket(name)].append(raw)
+        digest.update(name.encode() + b"\0" + raw)
+        files, total = files + 1, total + len(raw)
+    streams = {
+        split: torch.frombuffer(bytearray(b"".join(parts)), dtype=torch.uint8)
+        for split, parts in splits.items()
+    }
+    return Corpus(**streams, sha256=digest.hexdigest(), files=files)

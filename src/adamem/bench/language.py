@@ -22,7 +22,8 @@ def windows(stream: Tensor, starts: Tensor, length: int) -> Tensor:
 class LanguageModel(Problem):
     """Next-byte prediction with ``module`` (context ``context``) on random training windows
     (positions drawn from ``seed``); metrics ``val_bpb`` on ``eval_windows`` evenly spaced
-    validation windows and, when final, ``test_bpb`` on as many test windows."""
+    validation windows and, when final, ``test_bpb`` on as many test windows. With ``bf16``
+    the module runs under bfloat16 autocast (the loss is taken in float32)."""
 
     def __init__(
         self,
@@ -33,9 +34,12 @@ class LanguageModel(Problem):
         eval_windows: int,
         seed: int,
         device: str,
+        bf16: bool = False,
     ):
         self.module = module.to(device)
+        self.bf16 = bf16
         self.corpus = corpus
+        self.data = corpus.fingerprint
         self.context = context
         self.batch_size = batch_size
         self.eval_windows = eval_windows
@@ -44,8 +48,10 @@ class LanguageModel(Problem):
 
     def _cross_entropy(self, rows: Tensor) -> Tensor:
         rows = rows.to(self.device)
-        logits = self.module(rows[:, :-1])
-        return F.cross_entropy(logits.flatten(0, 1), rows[:, 1:].flatten())
+        device_type = torch.device(self.device).type
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.module(rows[:, :-1])
+        return F.cross_entropy(logits.float().flatten(0, 1), rows[:, 1:].flatten())
 
     def loss(self, step: int) -> Tensor:
         high = len(self.corpus.train) - self.context - 1

@@ -1,4 +1,4 @@
-"""The small classifiers: an MLP and a ResNet for ``digits``, a 1-D CNN for MNIST-1D."""
+"""The classifiers: an MLP and a ResNet for ``digits``, a CNN and a ResNet for MNIST-1D (1-D)."""
 
 from __future__ import annotations
 
@@ -33,31 +33,44 @@ class ConvBase1d(nn.Module):
         return self.linear(x.flatten(1))
 
 
-class ResidualBlock(nn.Module):
-    """``relu(x + bn(conv(relu(bn(conv(x))))))`` with 3x3 convolutions."""
+# The convolution and batch norm of a ResNet on signals (1) or on images (2 dimensions).
+LAYERS = {1: (nn.Conv1d, nn.BatchNorm1d), 2: (nn.Conv2d, nn.BatchNorm2d)}
 
-    def __init__(self, channels: int):
+
+class ResidualBlock(nn.Module):
+    """``relu(x + bn(conv(relu(bn(conv(x))))))`` with convolutions of width 3 in each of
+    ``dims`` dimensions."""
+
+    def __init__(self, channels: int, dims: int = 2):
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels)
+        conv, norm = LAYERS[dims]
+        self.conv1 = conv(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = norm(channels)
+        self.conv2 = conv(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = norm(channels)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(x + self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
 
 
 class ResNet(nn.Module):
-    """A 3x3 stem, ``blocks`` residual blocks at full resolution, global average pooling and a
-    linear read-out; for single-channel images."""
+    """A width-3 stem, ``blocks`` residual blocks at full resolution, global average pooling
+    and a linear read-out; for single-channel images (``dims=2``) or signals (``dims=1``).
 
-    def __init__(self, channels: int, blocks: int, classes: int = 10):
+    >>> import torch
+    >>> ResNet(channels=4, blocks=1, dims=1)(torch.zeros(2, 40)).shape
+    torch.Size([2, 10])
+    """
+
+    def __init__(self, channels: int, blocks: int, classes: int = 10, dims: int = 2):
         super().__init__()
+        conv, norm = LAYERS[dims]
         self.stem = nn.Sequential(
-            nn.Conv2d(1, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU()
+            conv(1, channels, 3, padding=1, bias=False), norm(channels), nn.ReLU()
         )
-        self.blocks = nn.Sequential(*(ResidualBlock(channels) for _ in range(blocks)))
+        self.blocks = nn.Sequential(*(ResidualBlock(channels, dims) for _ in range(blocks)))
         self.head = nn.Linear(channels, classes)
+        self.pooled = tuple(range(2, 2 + dims))  # the signal's or image's positions
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.blocks(self.stem(x[:, None])).mean((2, 3)))
+        return self.head(self.blocks(self.stem(x[:, None])).mean(self.pooled))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -13,10 +14,13 @@ class Problem(ABC):
 
     ``module`` holds the parameters to optimise. ``loss(step)`` returns the training loss of
     step ``step`` (with its graph) and ``evaluate(final)`` returns metrics at the current
-    parameters: the task's selection metric always, test metrics too when ``final``.
+    parameters: the task's selection metric always, test metrics too when ``final``. ``data``
+    identifies data that depends on the machine (text read from the installed Python), so
+    that runs on different data can be told apart; ``None`` for data fixed by the code.
     """
 
     module: nn.Module
+    data: dict[str, Any] | None = None
 
     @abstractmethod
     def loss(self, step: int) -> Tensor:
