@@ -18,7 +18,7 @@ from adamem.bench.benchmark import RESULTS, run_benchmark  # noqa: E402
 from adamem.bench.plan import plan  # noqa: E402
 from adamem.bench.runner import run  # noqa: E402
 from adamem.bench.store import ResultStore  # noqa: E402
-from adamem.bench.tasks import TASKS, warmup_steps  # noqa: E402
+from adamem.bench.tasks import TASKS, suite_tasks, warmup_steps  # noqa: E402
 from adamem.cli import main  # noqa: E402
 
 SMOKE_SEEDS = 2
@@ -38,10 +38,10 @@ def smoke(tmp_path_factory):
 
 def test_smoke_suite_writes_results_report_and_plots(smoke):
     records = _lines(smoke / RESULTS)
-    expected = plan("smoke", list(TASKS), SMOKE_SEEDS, "cpu")
+    expected = plan("smoke", suite_tasks("smoke"), SMOKE_SEEDS, "cpu")
     assert sorted(r["key"] for r in records) == sorted(spec.key for spec in expected)
     report = (smoke / "report.md").read_text()
-    for name in TASKS:
+    for name in suite_tasks("smoke"):
         assert f"## {name}" in report
         for kind in ("curves", "lr"):
             assert (smoke / "plots" / f"{name}-{kind}.png").stat().st_size > 1000
@@ -83,7 +83,7 @@ def test_adamem_report_rewrites_the_files_adamem_bench_wrote(smoke, tmp_path):
 def test_same_seed_gives_the_same_numbers_in_and_out_of_worker_processes(smoke):
     """Rerunning a few runs of the smoke suite in this process reproduces them exactly."""
     saved = {r["key"]: r for r in _lines(smoke / RESULTS)}
-    specs = plan("smoke", list(TASKS), SMOKE_SEEDS, "cpu")
+    specs = plan("smoke", suite_tasks("smoke"), SMOKE_SEEDS, "cpu")
     chosen = {}
     for spec in specs:  # one AM and one baseline run of every task, seed 1
         kind = spec.method.startswith("am")

@@ -10,9 +10,21 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import textwrap
 from pathlib import Path
 
 BENCH_MODULES = ("numpy", "sklearn", "mnist1d", "matplotlib", "tqdm")
+SUITE_HELP = """suites:
+  smoke   every small task at a tiny size: a test of the set-up, not evidence
+  quick   the small tasks, every seed at every learning rate (the committed report)
+  medium  tasks trained to real quality on the CPU (a GPT on Python code, ResNets on
+          MNIST-1D and digits); each method's learning rate is tuned on one seed, the other
+          seeds run at it; hours on two cores: run it in the background with --resume, e.g.
+          nohup adamem bench --suite medium --out medium --resume > medium.log 2>&1 &
+  full    the small tasks trained much longer, every seed at every learning rate; far
+          more runs than quick, never run for the committed evidence
+  gpu     a GPT of about 85M parameters on the medium suite's code corpus, tuned like
+          medium; needs --device cuda"""
 BENCH_EXTRA = (
     'the benchmark needs the "bench" extra: pip install -e ".[bench]" in a checkout of adamem, '
     'or pip install "adamem[bench]" where adamem comes from a package index'
@@ -47,6 +59,26 @@ def _output_directory(text: str) -> Path:
     return path
 
 
+def _tasks_by_suite() -> str:
+    """A paragraph per group of suites that run the same tasks."""
+    from .bench.tasks import SUITES, suite_tasks
+
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for suite in SUITES:
+        groups.setdefault(tuple(suite_tasks(suite)), []).append(suite)
+    paragraphs = [
+        textwrap.fill(
+            f"{', '.join(suites)}: {', '.join(tasks)}",
+            width=88,
+            initial_indent="  ",
+            subsequent_indent="    ",
+            break_on_hyphens=False,
+        )
+        for tasks, suites in groups.items()
+    ]
+    return "\n".join(paragraphs)
+
+
 def _parser() -> argparse.ArgumentParser:
     from .bench.benchmark import RESULTS, default_jobs
     from .bench.plan import DEFAULT_SEEDS
@@ -60,21 +92,24 @@ def _parser() -> argparse.ArgumentParser:
         help="benchmark AM against tuned fixed momentum",
         description="Benchmark AMSGD and AMAdamW against tuned fixed-momentum baselines; "
         f"write {RESULTS}, report.md and plots/ to --out. Running it needs the bench extra.",
+        epilog=SUITE_HELP + "\n\ntasks by suite:\n" + _tasks_by_suite(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument("--suite", choices=SUITES, default="quick", help="sizes (default: quick)")
     bench.add_argument(
         "--tasks",
         nargs="+",
         choices=list(TASKS),
-        default=list(TASKS),
+        default=None,
         metavar="TASK",
-        help=f"tasks to run (default: all): {', '.join(TASKS)}",
+        help="tasks to run (default: all of the suite's, listed below)",
     )
     bench.add_argument(
         "--seeds",
         type=_at_least_one,
         default=None,
-        help="seeds per configuration (default: "
+        help="seeds per configuration; in medium and gpu, seeds at each method's chosen "
+        "learning rate, the tuning seed included (default: "
         + ", ".join(f"{suite} {n}" for suite, n in DEFAULT_SEEDS.items())
         + ")",
     )
@@ -160,16 +195,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"adamem: {BENCH_EXTRA} (missing: {', '.join(missing)})", file=sys.stderr)
         return 2
     from .bench.benchmark import run_benchmark
-    from .bench.plan import DEFAULT_SEEDS
+    from .bench.plan import DEFAULT_SEEDS, check_arguments
     from .bench.store import CorruptRecord, ResultStore
+    from .bench.tasks import suite_tasks
 
     if args.command == "report":
         return _report(args)
     seeds = args.seeds if args.seeds is not None else DEFAULT_SEEDS[args.suite]
+    tasks = args.tasks if args.tasks is not None else suite_tasks(args.suite)
+    try:
+        check_arguments(args.suite, tasks, args.device)
+    except ValueError as error:
+        print(f"adamem: {error}", file=sys.stderr)
+        return 2
     try:
         report = run_benchmark(
             args.suite,
-            args.tasks,
+            tasks,
             seeds,
             args.device,
             args.out,

@@ -1,7 +1,7 @@
 """From run records to the protocol's numbers: best learning rate per method, final metric
 over seeds, steps to reach the best baseline, width of the good learning-rate range, verdicts.
 
-Protocol (all metrics lower-is-better):
+Protocol of the small suites (all metrics lower-is-better):
 
 * each method's learning rate is the grid point with the lowest mean selection metric over
   seeds; a point where any seed diverged counts as infinitely bad;
@@ -14,6 +14,19 @@ Protocol (all metrics lower-is-better):
 * *verdict* of an AM method against the best baseline, on the report metric: ``tied`` when the
   means differ by at most two standard errors of the difference or by at most 1% of the
   baseline's mean, else ``won`` or ``lost``.
+
+The tuned suites (:data:`~.tasks.TUNED_SUITES`) differ where AlgoPerf does:
+
+* each method's learning rate is the one its tuning seed chose (:func:`~.plan.tuned_lr`); the
+  other seeds ran at it only, and the sweep shows the tuning seed;
+* *good learning rates*: grid points whose tuning-seed selection metric is within
+  :data:`GOOD_LR_MARGIN` of the best;
+* *time to target*: the training time (evaluations left out) at the step to target, mean over
+  seeds;
+* *verdict*: paired over seeds (the same seed gives both methods the same initialisation and
+  minibatches): the per-seed differences AM minus best baseline on the report metric decide
+  ``won`` or ``lost`` when their mean lies beyond a two-sided paired t-test at 5% and beyond 1%
+  of the baseline's mean; else ``tied``. With a single seed only the 1% margin decides.
 """
 
 from __future__ import annotations
@@ -26,10 +39,15 @@ from typing import Any
 import numpy as np
 
 from .methods import Method
-from .tasks import Config, Task
+from .plan import TUNING_SEED, tuned_lr
+from .tasks import TUNED_SUITES, Config, Task
 
 Record = dict[str, Any]
 RELATIVE_TIE = 0.01
+GOOD_LR_MARGIN = 0.05  # in a tuned suite, a learning rate within 5% of the best is good
+# Two-sided 5% quantiles of Student's t by degrees of freedom; beyond the table the last entry
+# is used, which is conservative (the quantile falls with the degrees of freedom).
+T_CRITICAL = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
 
 
 @dataclass(frozen=True)
@@ -80,6 +98,8 @@ class MethodSummary:
     extras: dict[str, Stats]
     good_lrs: int
     steps_to_target: int | None = None
+    time_to_target: float | None = None  # seconds; tuned suites
+    paired: Stats | None = None  # per-seed report metric minus the best baseline's; tuned suites
     verdict: str | None = None
 
     @property
@@ -117,6 +137,7 @@ class TaskSummary:
     """Everything the report shows about a task."""
 
     task: Task
+    suite: str
     config: Config
     families: list[FamilySummary] = field(default_factory=list)
     runs: int = 0
@@ -152,6 +173,59 @@ def steps_to_reach(runs: list[Record], metric: str, target: float) -> int | None
     return int(steps[reached[0]]) if len(reached) else None
 
 
+def time_to_reach(runs: list[Record], step: int | None) -> float | None:
+    """The mean over ``runs`` of the training time at evaluation step ``step``; ``None`` when
+    ``step`` is, or a run did not record its times.
+
+    >>> runs = [{"curve": {"step": [0, 5]}, "train_time_s": [0.0, t]} for t in (2.0, 4.0)]
+    >>> time_to_reach(runs, 5)
+    3.0
+    """
+    if step is None or not all("train_time_s" in run for run in runs):
+        return None
+    times = [run["train_time_s"][run["curve"]["step"].index(step)] for run in runs]
+    return float(np.mean(times))
+
+
+def paired_differences(am: list[Record], baseline: list[Record], metric: str) -> Stats:
+    """The per-seed differences ``am - baseline`` of the final ``metric`` over the seeds both
+    have; a seed where either run diverged counts as diverged.
+
+    >>> run = lambda seed, value: {"seed": seed, "diverged": False, "metrics": {"m": value}}
+    >>> paired_differences([run(0, 1.0), run(1, 3.0)], [run(0, 2.0), run(1, 2.0)], "m").mean
+    0.0
+    """
+    by_seed = {run["seed"]: run for run in baseline}
+    pairs = [(run, by_seed[run["seed"]]) for run in am if run["seed"] in by_seed]
+    differences = []
+    for ours, theirs in pairs:
+        values = metric_values([ours, theirs], metric)
+        differences.append(None if None in values else values[0] - values[1])
+    return Stats.of(differences)
+
+
+def paired_verdict(differences: Stats, am: Stats, baseline: Stats) -> str:
+    """``won``, ``tied`` or ``lost`` for AM against the baseline from per-seed differences of
+    the report metric (see the module docstring); ``am`` and ``baseline`` are each method's
+    own report statistics, which decide when a seed diverged.
+
+    >>> baseline = Stats(2.0, 0.1, 3, 0)
+    >>> paired_verdict(Stats(-0.1, 0.01, 3, 0), Stats(1.9, 0.1, 3, 0), baseline)
+    'won'
+    >>> paired_verdict(Stats(-0.1, 0.1, 3, 0), Stats(1.9, 0.1, 3, 0), baseline)
+    'tied'
+    """
+    if not (differences.finite and am.finite and baseline.finite):
+        return verdict(am, baseline)
+    margin = RELATIVE_TIE * abs(baseline.mean)
+    if differences.n > 1:
+        t = T_CRITICAL[min(differences.n - 1, len(T_CRITICAL)) - 1]
+        margin = max(margin, t * differences.std / math.sqrt(differences.n))
+    if abs(differences.mean) <= margin:
+        return "tied"
+    return "won" if differences.mean < 0 else "lost"
+
+
 def verdict(am: Stats, baseline: Stats) -> str:
     """``won``, ``tied`` or ``lost`` for AM against the baseline (see the module docstring).
 
@@ -170,25 +244,30 @@ def verdict(am: Stats, baseline: Stats) -> str:
 
 
 def summarize_method(
-    task: Task, method: Method, grid: list[float], runs: list[Record]
+    task: Task, method: Method, grid: list[float], runs: list[Record], tuned: bool
 ) -> MethodSummary:
-    """Pick the best learning rate of ``method`` from its ``runs`` over ``grid``."""
+    """Pick the best learning rate of ``method`` from its ``runs`` over ``grid``: on the mean
+    over seeds, or, ``tuned``, as its tuning seed chose."""
     by_lr_runs: dict[float, list[Record]] = defaultdict(list)
     for run in runs:
-        by_lr_runs[run["lr"]].append(run)
+        if not tuned or run["seed"] == TUNING_SEED:
+            by_lr_runs[run["lr"]].append(run)
     present = [lr for lr in grid if by_lr_runs[lr]]
     by_lr = {lr: Stats.of(metric_values(by_lr_runs[lr], task.select)) for lr in present}
-    best_lr = min(present, key=lambda lr: by_lr[lr].mean)
+    best_lr = tuned_lr(task, grid, runs) if tuned else None
+    if best_lr is None:  # the small suites, or tuning runs still missing
+        best_lr = min(present, key=lambda lr: by_lr[lr].mean)
     best = by_lr[best_lr]
-    good = sum(1 for s in by_lr.values() if s.mean <= best.mean + abs(best.mean))
-    best_runs = sorted(by_lr_runs[best_lr], key=lambda run: run["seed"])
+    margin = GOOD_LR_MARGIN if tuned else 1.0
+    good = sum(1 for s in by_lr.values() if s.mean <= best.mean + margin * abs(best.mean))
+    best_runs = sorted((run for run in runs if run["lr"] == best_lr), key=lambda run: run["seed"])
     return MethodSummary(
         method=method,
         grid=grid,
         by_lr=by_lr,
         best_lr=best_lr,
         runs=best_runs,
-        select=best,
+        select=Stats.of(metric_values(best_runs, task.select)),
         report=Stats.of(metric_values(best_runs, task.report)),
         extras={name: Stats.of(metric_values(best_runs, name)) for name in task.extras},
         good_lrs=good if best.finite else 0,
@@ -196,34 +275,46 @@ def summarize_method(
 
 
 def summarize_family(
-    task: Task, family: str, config: Config, records: list[Record]
+    task: Task, suite: str, family: str, config: Config, records: list[Record]
 ) -> FamilySummary:
-    """The methods of ``family`` on ``task``, the best baseline, steps to target, verdicts."""
+    """The methods of ``family`` on ``task`` in ``suite``, the best baseline, steps (and, in a
+    tuned suite, time) to target, verdicts."""
+    tuned = suite in TUNED_SUITES
     grid = task.lr_grid(family, config)
     summaries = []
-    for method in task.methods():
+    for method in task.methods(suite):
         runs = [r for r in records if r["method"] == method.name]
         if method.family == family and runs:
-            summaries.append(summarize_method(task, method, grid, runs))
+            summaries.append(summarize_method(task, method, grid, runs, tuned))
     result = FamilySummary(family, summaries)
     fixed = [s for s in summaries if not s.method.adaptive]
     if not fixed:
         return result
-    result.baseline = min(fixed, key=lambda s: s.select.mean)
-    result.target = result.baseline.select.mean
+    base = result.baseline = min(fixed, key=lambda s: s.select.mean)
+    result.target = base.select.mean
     for summary in summaries:
         summary.steps_to_target = steps_to_reach(summary.runs, task.select, result.target)
-        if summary.method.adaptive:
-            summary.verdict = verdict(summary.report, result.baseline.report)
+        if tuned:
+            summary.time_to_target = time_to_reach(summary.runs, summary.steps_to_target)
+        if not summary.method.adaptive:
+            continue
+        if tuned:
+            summary.paired = paired_differences(summary.runs, base.runs, task.report)
+            summary.verdict = paired_verdict(summary.paired, summary.report, base.report)
+        else:
+            summary.verdict = verdict(summary.report, base.report)
     return result
 
 
-def summarize(task: Task, config: Config, records: list[Record], expected: int) -> TaskSummary:
-    """Summaries of every family of ``task`` from its ``records`` (``expected`` planned)."""
-    summary = TaskSummary(task, config, runs=len(records), missing=expected - len(records))
+def summarize(
+    task: Task, suite: str, config: Config, records: list[Record], expected: int
+) -> TaskSummary:
+    """Summaries of every family of ``task`` in ``suite`` from its ``records`` (``expected``
+    planned)."""
+    summary = TaskSummary(task, suite, config, runs=len(records), missing=expected - len(records))
     summary.wall_time_s = sum(record["wall_time_s"] for record in records)
     for family in task.lr_ranges:
-        result = summarize_family(task, family, config, records)
+        result = summarize_family(task, suite, family, config, records)
         if result.methods:
             summary.families.append(result)
     return summary

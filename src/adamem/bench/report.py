@@ -1,9 +1,12 @@
 """The Markdown report and its summary, written from run records alone.
 
-``report.md`` holds the protocol, the verdicts, per-task tables and plots, full sweeps and a
-closing note; ``summary.md`` holds the verdicts, their tally, the warmup comparison and the
-sizes. Both are functions of the records (no clock, no machine state), so that
-:func:`stale_files` can tell whether committed files still match their records. Reports of a
+For the small suites, ``report.md`` holds the protocol, the verdicts, per-task tables and
+plots, full sweeps and a closing note; ``summary.md`` holds the verdicts, their tally, the
+warmup comparison and the sizes. A tuned suite (:data:`~.tasks.TUNED_SUITES`) gets one
+``report.md`` that opens with its verdict table (paired over seeds), then the protocol, the
+tuning budget, the data and, per task, the tables, the tuning seed's sweep and the plots. Both
+are functions of the records (no clock, no machine state), so that :func:`stale_files` can
+tell whether committed files still match their records. Reports of a
 :data:`~.tasks.MACHINERY_SUITES` suite say so at the top and give no verdicts.
 """
 
@@ -20,11 +23,11 @@ from pathlib import Path
 
 from . import analysis
 from .analysis import FamilySummary, MethodSummary, Record, Stats, TaskSummary
-from .plan import plan
+from .plan import TUNING_SEED, expected_runs, plan
 from .plots import plot_task
 from .runner import DIVERGENCE_FACTOR
 from .store import ResultStore
-from .tasks import MACHINERY_SUITES, TASKS, warmup_steps
+from .tasks import MACHINERY_SUITES, TASKS, TUNED_SUITES, suite_tasks, warmup_steps
 
 PLOTS = "plots"
 REPORT = "report.md"
@@ -36,6 +39,11 @@ CAPTIONS = {
     "to largest tensor; dashed: cap)",
     "lr": "final {select} against the learning rate (seed mean; bars: best to worst seed; "
     "points where a seed diverged are left out)",
+}
+TUNED_CAPTIONS = {
+    **CAPTIONS,
+    "lr": "final {select} of the tuning seed against the learning rate (diverged runs are "
+    "left out)",
 }
 
 
@@ -54,10 +62,12 @@ class Results:
         cls, records: list[Record], suite: str, tasks: list[str], seeds: int, device: str
     ) -> Results:
         """The ``records`` of the runs planned for these arguments, the last one of each key;
-        records of other configurations are left out."""
-        wanted = {spec.key for spec in plan(suite, tasks, seeds, device)}
+        records of other configurations are left out. Tasks are kept in the registry's order,
+        the order :meth:`load` reads them back in."""
+        wanted = {spec.key for spec in plan(suite, tasks, seeds, device, records)}
         latest = {record["key"]: record for record in records if record["key"] in wanted}
-        return cls(list(latest.values()), suite, list(tasks), seeds, device)
+        ordered = [name for name in TASKS if name in tasks]
+        return cls(list(latest.values()), suite, ordered, seeds, device)
 
     @classmethod
     def load(cls, path: Path) -> Results:
@@ -82,6 +92,11 @@ class Results:
         return cls.of(records, found["suite"], tasks, seeds, found["device"])
 
     @property
+    def tuned(self) -> bool:
+        """Whether the suite tunes on one seed (see :data:`~.tasks.TUNED_SUITES`)."""
+        return self.suite in TUNED_SUITES
+
+    @property
     def gives_verdicts(self) -> bool:
         """Whether the suite is sized for verdicts (see :data:`~.tasks.MACHINERY_SUITES`)."""
         return self.suite not in MACHINERY_SUITES
@@ -89,7 +104,7 @@ class Results:
     @property
     def command(self) -> str:
         """The ``adamem bench`` command line that plans these runs."""
-        chosen = "" if self.tasks == list(TASKS) else " --tasks " + " ".join(self.tasks)
+        chosen = "" if self.tasks == suite_tasks(self.suite) else " --tasks " + " ".join(self.tasks)
         return (
             f"adamem bench --suite {self.suite}{chosen} --seeds {self.seeds} --device {self.device}"
         )
@@ -101,9 +116,9 @@ class Results:
             runs = [record for record in self.records if record["task"] == name]
             if runs:
                 task = TASKS[name]
-                expected = len(plan(self.suite, [name], self.seeds, self.device))
+                expected = expected_runs(self.suite, name, self.seeds, self.device)
                 config = task.config(self.suite, self.device)
-                summaries.append(analysis.summarize(task, config, runs, expected))
+                summaries.append(analysis.summarize(task, self.suite, config, runs, expected))
         return summaries
 
 
@@ -117,11 +132,13 @@ def number(value: float) -> str:
 
 
 def stats(value: Stats | None) -> str:
-    """``mean ± std``, or how many seeds diverged."""
+    """``mean ± std``, the value of a single seed, or how many seeds diverged."""
     if value is None:
         return ""
     if value.diverged:
         return f"diverged ({value.diverged}/{value.n})"
+    if value.n == 1:
+        return number(value.mean)
     return f"{number(value.mean)} ± {number(value.std)}"
 
 
@@ -420,6 +437,241 @@ def _protocol() -> list[str]:
     ]
 
 
+def _to_target(summary: MethodSummary, steps: int) -> str:
+    """Steps and, where recorded, training time to the target: ``"1200/3000 (41 s)"``."""
+    reached = summary.steps_to_target
+    if reached is None:
+        return "not reached"
+    seconds = summary.time_to_target
+    return f"{reached}/{steps}" + (f" ({seconds:.0f} s)" if seconds is not None else "")
+
+
+def _tuned_verdict_rows(tasks: list[TaskSummary]) -> list[list[str]]:
+    rows = []
+    for task in tasks:
+        for family in task.families:
+            base = family.baseline
+            for summary in family.methods:
+                if base is None or not summary.method.adaptive:
+                    continue
+                steps = task.config["steps"]
+                rows.append(
+                    [
+                        f"{task.task.name} ({task.task.report})",
+                        f"{summary.method.name}, lr {_best_lr(summary)}",
+                        stats(summary.report),
+                        f"{base.method.name}, lr {_best_lr(base)}",
+                        stats(base.report),
+                        f"{stats(summary.paired)} (n={summary.paired.n})",
+                        f"{_to_target(summary, steps)} vs {_to_target(base, steps)}",
+                        f"{summary.good_lrs} vs {base.good_lrs} of {len(summary.grid)}",
+                        f"**{summary.verdict}**",
+                    ]
+                )
+    return rows
+
+
+def _tuned_verdict_rule() -> str:
+    return (
+        "Each AM method at the learning rate its tuning seed chose is compared with the best "
+        "fixed-momentum baseline of its family (the lowest mean selection metric over seeds) "
+        "at that baseline's chosen learning rate, seed by seed: the same seed gives both the "
+        "same initialisation and minibatches. *AM − baseline* is the mean ± std over seeds of "
+        "the per-seed differences of the report metric (lower is better for AM). The verdict "
+        "is **won** or **lost** when that mean lies beyond a two-sided paired t-test at 5% "
+        f"and beyond {analysis.RELATIVE_TIE:.0%} of the baseline's mean, else **tied**; with "
+        f"one seed, the {analysis.RELATIVE_TIE:.0%} margin alone decides. *To target*: the "
+        "first evaluation step (and the training time to it, evaluations left out, mean over "
+        "seeds) at which the seed-mean validation curve reaches the best baseline's final "
+        "value, for the AM method and for the baseline itself. *Good lrs*: learning rates of "
+        "the grid whose tuning run ended within "
+        f"{analysis.GOOD_LR_MARGIN:.0%} of the method's best selection metric."
+    )
+
+
+def _tuned_verdict_table(tasks: list[TaskSummary]) -> list[str]:
+    header = [
+        "task (report metric)",
+        "AM method",
+        "AM",
+        "best baseline",
+        "baseline",
+        "AM − baseline",
+        "to target: AM vs baseline",
+        "good lrs",
+        "verdict",
+    ]
+    return [
+        "## Verdicts",
+        "",
+        *_table(header, _tuned_verdict_rows(tasks)),
+        "",
+        _tuned_verdict_rule(),
+        "",
+    ]
+
+
+def _data_lines(records: list[Record]) -> list[str]:
+    """The fingerprints of machine-dependent data in ``records``, by task, flagging a task
+    whose runs read different data."""
+    found: dict[str, set[str]] = {}
+    for record in records:
+        if record.get("data"):
+            fingerprint = json.dumps(record["data"], sort_keys=True)
+            found.setdefault(record["task"], set()).add(fingerprint)
+    lines = []
+    for task, fingerprints in found.items():
+        described = "; ".join(_describe_data(json.loads(f)) for f in sorted(fingerprints))
+        warning = (
+            " **Its runs read different data: they are not comparable.**"
+            if len(fingerprints) > 1
+            else ""
+        )
+        lines += [f"* `{task}`: {described}.{warning}"]
+    if not lines:
+        return []
+    intro = (
+        "Data read from the installed Python and packages (it differs between versions, so "
+        "compare results only across equal fingerprints):"
+    )
+    return [intro, "", *lines, ""]
+
+
+def _describe_data(fingerprint: dict[str, int | str]) -> str:
+    return (
+        f"{fingerprint['files']} files, {fingerprint['bytes']} bytes, SHA-256 "
+        f"`{fingerprint['sha256']}`"
+    )
+
+
+def _tuned_protocol(results: Results) -> list[str]:
+    return [
+        "## Protocol",
+        "",
+        "* Tuning budget: every method gets the same learning-rate grid (given per task), "
+        f"tried once with the tuning seed ({TUNING_SEED}); the learning rate with the lowest "
+        "final selection metric (a validation metric) is chosen, and the other seeds run "
+        "there only. Nothing else is tuned: AM keeps its defaults (lambd 0.1, caps 0.9 / "
+        "0.89), the baselines their fixed momentum.",
+        f"* {results.seeds} seed(s) at each method's chosen learning rate, the tuning seed "
+        "included; the report metric (a test metric) is given as mean ± sample std over "
+        "them.",
+        "* Learning-rate schedules are given per task; `+warmup` methods add a linear warm-up "
+        "to it. Optimizers run their multi-tensor (foreach) implementations.",
+        "* A run stops as diverged when a metric becomes non-finite or the selection metric "
+        f"exceeds {DIVERGENCE_FACTOR:g} times its initial value; a diverged tuning run loses.",
+        "* Times are the training time of each run on one CPU thread (or on the GPU), "
+        "evaluations left out; on a shared machine they carry its load.",
+        "",
+    ]
+
+
+def _tuned_method_row(
+    task: TaskSummary, summary: MethodSummary, base: MethodSummary | None
+) -> list[str]:
+    name = summary.method.name + (" (best baseline)" if summary is base else "")
+    if summary.verdict:
+        name += f" **{summary.verdict}**"
+    beta = [stats(summary.beta(key)) for key in ("mean", "frac_zero", "frac_cap")]
+    return [
+        name,
+        _best_lr(summary),
+        stats(summary.report),
+        *(stats(summary.extras[extra]) for extra in task.task.extras),
+        stats(summary.select),
+        _to_target(summary, task.config["steps"]),
+        f"{summary.good_lrs}/{len(summary.grid)}",
+        stats(summary.paired),
+        *beta,
+    ]
+
+
+def _tuned_task_section(
+    task: TaskSummary, seeds: int, figures: dict[str, Path], out: Path
+) -> list[str]:
+    t = task.task
+    warmup = _warmup(task)
+    schedule = (
+        f"cosine decay to {number(task.config['cosine'])} of the peak learning rate"
+        if "cosine" in task.config
+        else "constant learning rate"
+    )
+    lines = [
+        f"## {t.name}",
+        "",
+        f"{t.summary}. Schedule: {schedule}"
+        + (f"; `+warmup` methods: {warmup}" if warmup else "")
+        + ".",
+        "",
+        f"Configuration: `{json.dumps(task.config, sort_keys=True)}`. Runs: {task.runs}"
+        + (f" (**{task.missing} missing**)" if task.missing else "")
+        + f", {task.wall_time_s / 60:.1f} min of run time.",
+        "",
+    ]
+    for family in task.families:
+        grid = family.methods[0].grid
+        runs_each = len(grid) + seeds - 1
+        header = [
+            "method",
+            "chosen lr",
+            f"{t.report} (report)",
+            *t.extras,
+            f"{t.select} (selection)",
+            "to target",
+            "good lrs",
+            "AM − baseline",
+            "mean beta",
+            "beta at 0",
+            "beta at cap",
+        ]
+        rows = [_tuned_method_row(task, summary, family.baseline) for summary in family.methods]
+        target = number(family.target) if family.baseline else "n/a"
+        lines += [
+            f"**Family `{family.family}`**. Tuning budget per method: {len(grid)} learning "
+            f"rates ({', '.join(number(lr) for lr in grid)}), then the other seeds at the "
+            f"chosen one: {runs_each} runs per method, {runs_each * len(family.methods)} for "
+            f"the family's {len(family.methods)} methods. Target: {target} ({t.select} of the "
+            "best baseline).",
+            "",
+            *_table(header, rows),
+            "",
+            f"Final {t.select} of the tuning seed at each learning rate:",
+            "",
+            *_sweep_table(task, family),
+            "",
+        ]
+    for kind, path in figures.items():
+        caption = TUNED_CAPTIONS[kind].format(select=t.select)
+        link = path.relative_to(out).as_posix()
+        lines += [f"![{caption}]({link})", "", f"*{caption}.*", ""]
+    return lines
+
+
+def _tuned_report(results: Results, tasks: list[TaskSummary], figures: Figures, out: Path) -> str:
+    lines = [
+        f"# adamem benchmark: `{results.command}`",
+        "",
+        *_tuned_verdict_table(tasks),
+        _provenance(results),
+        "",
+        *_data_lines(results.records),
+        *_tuned_protocol(results),
+    ]
+    for task in tasks:
+        lines += _tuned_task_section(task, results.seeds, figures(task), out)
+    lines += [
+        "## Reproduce",
+        "",
+        "The runs of this report, resumable after an interruption, in the background:",
+        "",
+        "```bash",
+        f"nohup {results.command} --out DIR --resume > bench.log 2>&1 &",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def _report(results: Results, tasks: list[TaskSummary], figures: Figures, out: Path) -> str:
     lines = [f"# adamem benchmark: `{results.command}`", ""]
     if not results.gives_verdicts:
@@ -452,9 +704,11 @@ def _summary(results: Results, tasks: list[TaskSummary]) -> str:
 
 
 def render(results: Results, figures: Figures, out: Path) -> dict[str, str]:
-    """The text of ``report.md`` and ``summary.md``, by file name, for the directory ``out``;
-    ``figures`` gives each task's plots (paths under ``out``)."""
+    """The text of ``report.md`` and (small suites) ``summary.md``, by file name, for the
+    directory ``out``; ``figures`` gives each task's plots (paths under ``out``)."""
     tasks = results.summarize()
+    if results.tuned:
+        return {REPORT: _tuned_report(results, tasks, figures, out)}
     return {REPORT: _report(results, tasks, figures, out), SUMMARY: _summary(results, tasks)}
 
 

@@ -16,10 +16,10 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from .methods import method, warmup_factor
+from .methods import method
 from .plan import RunSpec
 from .problem import Problem
-from .tasks import TASKS, warmup_steps
+from .tasks import TASKS, lr_factor
 
 DIVERGENCE_FACTOR = 1e3  # a run stops as diverged when its selection metric grows this much
 TRACE_POINTS = 100  # beta traces are averaged into at most this many bins
@@ -89,6 +89,8 @@ class Training:
     betas: list[Tensor] = field(default_factory=list)  # per step after the first: per tensor
     diverged: bool = False
     steps: int = 0
+    # at each point of the curve, the seconds spent training so far (evaluations left out)
+    train_time_s: list[float] = field(default_factory=lambda: [0.0])
 
 
 def train(problem: Problem, optimizer: Optimizer, spec: RunSpec, position: int) -> Training:
@@ -99,15 +101,15 @@ def train(problem: Problem, optimizer: Optimizer, spec: RunSpec, position: int) 
     config, chosen, metric = spec.config, method(spec.method), TASKS[spec.task].select
     params = list(problem.module.parameters())  # the order of the record's tensor names
     base_lrs = [group["lr"] for group in optimizer.param_groups]
-    warmup = warmup_steps(config) if chosen.warmup else 0
     checkpoints = evaluation_steps(config["steps"], config["evals"])
     initial = problem.evaluate(final=False)[metric]
     result = Training({"step": [0], metric: [_finite(initial)], "train_loss": [None]})
     loss_sum, loss_count = 0.0, 0
     bar = tqdm(total=config["steps"], desc=spec.label, position=position, leave=False, disable=None)
+    training_started, evaluating = time.perf_counter(), 0.0
     for step in range(config["steps"]):
         for group, base in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = base * warmup_factor(step, warmup)
+            group["lr"] = base * lr_factor(config, step, chosen.warmup)
         optimizer.zero_grad(set_to_none=True)
         loss = problem.loss(step)
         loss.backward()
@@ -117,7 +119,12 @@ def train(problem: Problem, optimizer: Optimizer, spec: RunSpec, position: int) 
             result.betas.append(torch.stack([optimizer.state[p]["beta"].float() for p in params]))
         bar.update()
         if result.steps in checkpoints:
+            if spec.device.startswith("cuda"):
+                torch.cuda.synchronize()  # the clock counts the queued steps as done
+            evaluation_started = time.perf_counter()
+            result.train_time_s.append(round(evaluation_started - training_started - evaluating, 3))
             value, train_loss = problem.evaluate(final=False)[metric], float(loss_sum) / loss_count
+            evaluating += time.perf_counter() - evaluation_started
             loss_sum, loss_count = 0.0, 0
             for key, number in (
                 ("step", result.steps),
@@ -136,12 +143,13 @@ def train(problem: Problem, optimizer: Optimizer, spec: RunSpec, position: int) 
 @dataclass
 class Outcome:
     """A trained run: its training, its final metrics (empty if it diverged), whether it
-    diverged, and the names of the problem's parameters."""
+    diverged, the names of the problem's parameters and the fingerprint of its data."""
 
     training: Training
     metrics: dict[str, float]
     diverged: bool
     names: list[str]
+    data: dict[str, Any] | None
 
 
 def train_and_evaluate(
@@ -156,7 +164,7 @@ def train_and_evaluate(
     training = train(problem, make_optimizer(problem.module), spec, position)
     metrics = {} if training.diverged else problem.evaluate(final=True)
     diverged = training.diverged or not all(map(math.isfinite, metrics.values()))
-    return Outcome(training, {} if diverged else metrics, diverged, names)
+    return Outcome(training, {} if diverged else metrics, diverged, names, problem.data)
 
 
 def run(spec: RunSpec, position: int = 0) -> dict[str, Any]:
@@ -187,7 +195,9 @@ def run(spec: RunSpec, position: int = 0) -> dict[str, Any]:
         "steps_done": training.steps,
         "metrics": outcome.metrics,
         "curve": training.curve,
+        "train_time_s": training.train_time_s,
         "beta": None,
+        "data": outcome.data,
     }
     if training.betas:
         betas = torch.stack(training.betas).cpu()

@@ -2,8 +2,11 @@
 
 A record holds ``key``, ``task``, ``method``, ``family``, ``lr``, ``seed``, ``suite``,
 ``device``, ``config_hash``, ``diverged``, ``steps_done``, final ``metrics``, the ``curve`` of
-the selection metric and of the training loss, AM's ``beta`` summaries (or ``None``),
-``wall_time_s``, ``cpu_time_s``, ``finished_at`` and ``versions``.
+the selection metric and of the training loss, ``train_time_s`` (the training time, evaluations
+left out, at each point of the curve), AM's ``beta`` summaries (or ``None``), ``data`` (the
+fingerprint of machine-dependent data, or ``None``), ``wall_time_s``, ``cpu_time_s``,
+``finished_at`` and ``versions``. Records written before ``train_time_s`` and ``data`` existed
+lack them.
 
 Records are appended whole and synced to disk, so an interruption loses at most the line being
 written; such a truncated last line is ignored when reading and cut off before appending. Any

@@ -1,14 +1,20 @@
-"""The benchmark tasks and their sizes per suite (``smoke``, ``quick``, ``full``).
+"""The benchmark tasks and their sizes per suite.
 
-Every task fixes, per suite: ``steps``, ``evals`` (evaluation points after step 0, evenly
-spaced), ``lr_points`` (log-spaced learning rates over the family's range) and the sizes its
-builder needs. ``gpu`` overrides apply with ``--device cuda`` (only the GPT tasks have any: the
-other networks are too small to gain from a GPU). The convex tasks always run in float64 on
-the CPU. All selection and report metrics are lower-is-better.
+A task belongs to the suites it has a configuration for: ``smoke``, ``quick`` and ``full`` hold
+the small tasks, ``medium`` the tasks trained to real quality on the CPU, ``gpu`` a larger GPT
+for one GPU. Every configuration fixes ``steps``, ``evals`` (evaluation points after step 0,
+evenly spaced), ``lr_points`` (log-spaced learning rates over the family's range, or over
+the configuration's own ``lr_ranges``) and the sizes its builder needs; optionally
+``warmup`` (the fraction of steps of the ``+warmup`` methods' linear warm-up) and ``cosine``
+(the learning rate's cosine decay, see :func:`lr_factor`). ``gpu`` overrides apply with
+``--device cuda`` (only the small GPT tasks have any: the other small networks are too small to
+gain from a GPU). The convex tasks always run in float64 on the CPU. All selection and report
+metrics are lower-is-better.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,16 +24,22 @@ from .classification import Classification
 from .convex import LogisticRegression, Quadratic
 from .gpt import GPT
 from .language import LanguageModel
-from .methods import Method, family_methods, method
+from .methods import Method, family_methods, method, warmup_factor
 from .models import ConvBase1d, ResNet, mlp
 from .problem import Problem
 
 Config = dict[str, Any]
 Builder = Callable[[Config, int, str], Problem]
-SUITES = ("smoke", "quick", "full")
+SUITES = ("smoke", "quick", "medium", "full", "gpu")
 # Suites that only exercise the code: too few steps and learning rates for any comparison to
 # mean something, so their reports give no verdicts.
 MACHINERY_SUITES = ("smoke",)
+# Suites tuned as AlgoPerf does: one seed tries every learning rate of the grid, and the other
+# seeds run at the learning rate it chose (see plan.plan). The other suites run every seed at
+# every learning rate.
+TUNED_SUITES = ("medium", "gpu")
+# Suites whose sizes are meant for a GPU: planning them for the CPU is an error.
+CUDA_SUITES = ("gpu",)
 # A linear warm-up over W steps (see methods.warmup_factor) takes (W-1)/2 steps' worth of
 # learning rate off the start of a run in total. Below 5 steps that is less than two steps'
 # worth: such a run is constant-rate training in all but name (W = 1 changes nothing at all),
@@ -53,7 +65,10 @@ class Task:
     configs: dict[str, Config]
     extras: tuple[str, ...] = ()
     gpu: dict[str, Config] = field(default_factory=dict)
-    method_names: tuple[str, ...] = ()
+    # The methods compared in a suite, by suite; every method of the task's families where a
+    # suite has none. Not part of the configuration: appending a method to a suite's list keeps
+    # the records of the others valid.
+    method_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
     anchor: str = ""
 
     def config(self, suite: str, device: str) -> Config:
@@ -63,23 +78,33 @@ class Task:
             config.update(self.gpu.get(suite, {}))
         return config
 
-    def methods(self) -> list[Method]:
-        """The methods compared on this task."""
-        if self.method_names:
-            return [method(name) for name in self.method_names]
+    def methods(self, suite: str) -> list[Method]:
+        """The methods compared on this task in ``suite``."""
+        if suite in self.method_names:
+            return [method(name) for name in self.method_names[suite]]
         return [m for family in self.lr_ranges for m in family_methods(family)]
 
     def lr_grid(self, family: str, config: Config) -> list[float]:
-        """``config["lr_points"]`` log-spaced learning rates over the family's range, 3 digits.
+        """``config["lr_points"]`` log-spaced learning rates over the family's range (the
+        configuration's ``lr_ranges`` if it has one), 3 digits.
 
         >>> TASKS["quadratic"].lr_grid("sgd", {"lr_points": 5})
         [1.0, 3.16, 10.0, 31.6, 100.0]
         """
         import numpy as np  # the bench extra: ``adamem bench --help`` works without it
 
-        low, high = self.lr_ranges[family]
+        low, high = config.get("lr_ranges", self.lr_ranges)[family]
         grid = np.geomspace(low, high, config["lr_points"])
         return [float(f"{lr:.3g}") for lr in grid]
+
+
+def suite_tasks(suite: str) -> list[str]:
+    """The names of the tasks that ``suite`` runs, in report order.
+
+    >>> suite_tasks("gpu")
+    ['gpt-code']
+    """
+    return [name for name, task in TASKS.items() if suite in task.configs]
 
 
 def warmup_steps(config: Config) -> int:
@@ -90,6 +115,28 @@ def warmup_steps(config: Config) -> int:
     (20, 0)
     """
     return round(config.get("warmup", 0.0) * config["steps"])
+
+
+def lr_factor(config: Config, step: int, warmed_up: bool) -> float:
+    """The multiple of the peak learning rate at step ``step`` (0-based): the linear warm-up
+    of :func:`~.methods.warmup_factor` over :func:`warmup_steps` for ``warmed_up`` methods,
+    times, with ``config["cosine"]`` = f, a cosine decay from 1 at the end of the configured
+    warm-up to f at the last step. A method without warm-up follows the same decay: only the
+    ramp differs.
+
+    >>> config = {"steps": 11, "warmup": 0.2, "cosine": 0.1}
+    >>> [round(lr_factor(config, s, True), 3) for s in (0, 1, 2, 6, 10)]
+    [0.5, 1.0, 1.0, 0.55, 0.1]
+    >>> [round(lr_factor(config, s, False), 3) for s in (0, 1, 2, 6, 10)]
+    [1.0, 1.0, 1.0, 0.55, 0.1]
+    """
+    warmup = warmup_steps(config)
+    factor = warmup_factor(step, warmup if warmed_up else 0)
+    if "cosine" not in config:
+        return factor
+    floor, decay_steps = config["cosine"], config["steps"] - 1 - warmup
+    progress = min(1.0, max(0, step - warmup) / decay_steps) if decay_steps > 0 else 1.0
+    return factor * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def _quadratic(noise: float) -> Builder:
@@ -113,26 +160,35 @@ def _mnist1d_cnn(config: Config, seed: int, device: str) -> Problem:
     return Classification(model, data.mnist1d(), config["batch_size"], seed, device)
 
 
-def _digits_resnet(config: Config, seed: int, device: str) -> Problem:
-    model = ResNet(config["channels"], config["blocks"])
-    return Classification(model, data.digits(), config["batch_size"], seed, device)
+def _resnet(split: Callable[[], data.Split], dims: int) -> Builder:
+    def build(config: Config, seed: int, device: str) -> Problem:
+        model = ResNet(config["channels"], config["blocks"], dims=dims)
+        return Classification(model, split(), config["batch_size"], seed, device)
+
+    return build
 
 
-def _gpt(config: Config, seed: int, device: str) -> Problem:
-    model = GPT(config["width"], config["layers"], config["heads"], config["context"])
-    return LanguageModel(
-        model,
-        data.python_text(),
-        config["context"],
-        config["batch_size"],
-        config["eval_windows"],
-        seed,
-        device,
-    )
+def _gpt(corpus: Callable[[], data.Corpus]) -> Builder:
+    def build(config: Config, seed: int, device: str) -> Problem:
+        model = GPT(config["width"], config["layers"], config["heads"], config["context"])
+        return LanguageModel(
+            model,
+            corpus(),
+            config["context"],
+            config["batch_size"],
+            config["eval_windows"],
+            seed,
+            device,
+            bf16=config.get("bf16", False),
+        )
+
+    return build
 
 
 def _sizes(smoke: Config, quick: Config, full: Config, **shared: Any) -> dict[str, Config]:
-    return {name: {**shared, **sizes} for name, sizes in zip(SUITES, (smoke, quick, full))}
+    """The configurations of a task of the small suites."""
+    suites = ("smoke", "quick", "full")
+    return {name: {**shared, **sizes} for name, sizes in zip(suites, (smoke, quick, full))}
 
 
 SMOKE = {"steps": 12, "evals": 3, "lr_points": 2}
@@ -142,6 +198,54 @@ GPT_QUICK = {"width": 32, "layers": 2, "heads": 2, "context": 128, "batch_size":
 GPT_FULL = {"width": 192, "layers": 4, "heads": 6, "context": 128, "batch_size": 8}
 GPT_GPU = {"width": 224, "layers": 4, "heads": 7, "context": 256, "batch_size": 64}
 ADAM_NETS = 0.01  # decoupled weight decay of both AdamW and AMAdamW on the networks
+GPT_SCHEDULE = {"warmup": 0.05, "cosine": 0.1, "weight_decay": ADAM_NETS}
+# Sized so that AdamW reaches well under 2 bits per byte on the held-out files in a few minutes
+# of one CPU thread (about 0.12M parameters, 9M training bytes over the run).
+GPT_MEDIUM = {
+    **GPT_SCHEDULE,
+    "width": 64,
+    "layers": 2,
+    "heads": 2,
+    "context": 128,
+    "batch_size": 16,
+    "steps": 4500,
+    "evals": 15,
+    "lr_points": 3,
+    "eval_windows": 256,
+}
+# About 85M parameters and 33M training tokens (2000 steps of 32 windows of 512 bytes), for a
+# few minutes per run on one large GPU. No tuning: one learning rate, usual for the size.
+GPT_LARGE = {
+    **GPT_SCHEDULE,
+    "width": 768,
+    "layers": 12,
+    "heads": 12,
+    "context": 512,
+    "batch_size": 32,
+    "steps": 2000,
+    "evals": 10,
+    "lr_points": 1,
+    "eval_windows": 512,
+    "bf16": True,
+    "lr_ranges": {"adam": (6e-4, 6e-4)},
+}
+# The language-model pretraining recipe: AdamW (tuned beta1) with warm-up and cosine decay;
+# AMAdamW with the same schedule, and without the warm-up (AM's claim is that it needs none).
+GPT_MEDIUM_METHODS = (
+    "adamw-0.9+warmup",
+    "adamw-0.95+warmup",
+    "amadamw-tensor+warmup",
+    "amadamw-tensor",
+    "amadamw-global+warmup",
+    "amadamw-nesterov-tensor+warmup",
+    "amadamw-si-tensor+warmup",
+)
+# Image classification trained to convergence: cosine decay to 0, the usual recipe.
+IMAGE_SCHEDULE = {"cosine": 0.0, "weight_decay": ADAM_NETS, "lr_points": 3, "evals": 20}
+# Half-decade grids around the usual learning rates of ResNets (SGD 0.1 at momentum 0.9, that
+# is 1 in EMA units; Adam 1e-3 to 1e-2).
+IMAGE_LR_RANGES = {"sgd": (10**-0.5, 10**0.5), "adam": (1e-3, 1e-2)}
+GPT_LARGE_METHODS = ("adamw-0.9+warmup", "amadamw-tensor+warmup", "amadamw-tensor")
 
 TASKS: dict[str, Task] = {
     task.name: task
@@ -248,7 +352,7 @@ TASKS: dict[str, Task] = {
             name="digits-resnet",
             summary="ResNet-style CNN (3x3 stem, residual blocks with batch norm, global pooling) "
             "on digits 8x8 images, 1257/270/270 split, minibatches of 64",
-            build=_digits_resnet,
+            build=_resnet(data.digits, dims=2),
             lr_ranges={"sgd": (0.1, 10.0), "adam": (0.001, 0.1)},
             select="val_loss",
             report="test_loss",
@@ -266,7 +370,7 @@ TASKS: dict[str, Task] = {
             summary="byte-level GPT on Python's own sources (pydoc_data/topics.py and the "
             "top-level stdlib modules; 16 KiB blocks, 18/1/1 train/validation/test); metric "
             "bits per byte",
-            build=_gpt,
+            build=_gpt(data.python_text),
             lr_ranges={"adam": (0.0003, 0.03), "muon": (0.0003, 0.03)},
             select="val_bpb",
             report="test_bpb",
@@ -285,15 +389,13 @@ TASKS: dict[str, Task] = {
             name="gpt-warmup",
             summary="the warmup question: the same GPT at aggressive learning rates, constant "
             "learning rate vs a linear warmup",
-            build=_gpt,
+            build=_gpt(data.python_text),
             lr_ranges={"adam": (0.01, 0.1)},
             select="val_bpb",
             report="test_bpb",
-            method_names=(
-                "adamw-0.9",
-                "adamw-0.9+warmup",
-                "amadamw-tensor",
-                "amadamw-tensor+warmup",
+            method_names=dict.fromkeys(
+                ("smoke", "quick", "full"),
+                ("adamw-0.9", "adamw-0.9+warmup", "amadamw-tensor", "amadamw-tensor+warmup"),
             ),
             configs=_sizes(
                 # a tenth of the smoke suite's steps is shorter than MIN_WARMUP_STEPS
@@ -307,6 +409,63 @@ TASKS: dict[str, Task] = {
                 "quick": {**GPT_GPU, "steps": 2000, "eval_windows": 512},
                 "full": {**GPT_GPU, "steps": 20000, "evals": 50, "eval_windows": 2048},
             },
+        ),
+        Task(
+            name="mnist1d-resnet",
+            summary="1-D ResNet (width-3 stem, residual blocks with batch norm at full "
+            "resolution, global pooling) on MNIST-1D generated locally (4000/1000 train/test, "
+            "400 of train held out for validation), minibatches of 100, trained to convergence; "
+            "metric test error",
+            build=_resnet(data.mnist1d, dims=1),
+            lr_ranges=IMAGE_LR_RANGES,
+            select="val_loss",
+            report="test_error",
+            extras=("test_acc", "test_loss"),
+            configs={
+                "medium": {
+                    **IMAGE_SCHEDULE,
+                    "steps": 2000,
+                    "channels": 32,
+                    "blocks": 3,
+                    "batch_size": 100,
+                },
+            },
+        ),
+        Task(
+            name="digits-resnet-wide",
+            summary="the digits ResNet, wider and deeper, trained to convergence; metric test "
+            "error",
+            build=_resnet(data.digits, dims=2),
+            lr_ranges=IMAGE_LR_RANGES,
+            select="val_loss",
+            report="test_error",
+            extras=("test_acc", "test_loss"),
+            configs={
+                "medium": {
+                    **IMAGE_SCHEDULE,
+                    "steps": 1000,
+                    "channels": 24,
+                    "blocks": 3,
+                    "batch_size": 64,
+                },
+            },
+        ),
+        Task(
+            name="gpt-code",
+            summary="byte-level pre-norm GPT pretraining on Python code: the sources of the "
+            "standard library and of torch, split by file (a hash of each file's name sends "
+            "about 5% of files to validation and 5% to test); cosine learning-rate decay, "
+            "`+warmup` methods warm up linearly first; metric bits per byte on the held-out "
+            "files",
+            build=_gpt(data.code_corpus),
+            lr_ranges={"adam": (10**-2.5, 10**-1.5)},
+            select="val_bpb",
+            report="test_bpb",
+            configs={
+                "medium": GPT_MEDIUM,
+                "gpu": GPT_LARGE,
+            },
+            method_names={"medium": GPT_MEDIUM_METHODS, "gpu": GPT_LARGE_METHODS},
         ),
     )
 }
