@@ -21,8 +21,9 @@ SUITE_HELP = """suites:
           MNIST-1D and digits); each method's learning rate is tuned on one seed, the other
           seeds run at it; hours on two cores: run it in the background with --resume, e.g.
           nohup adamem bench --suite medium --out medium --resume > medium.log 2>&1 &
-  full    the small tasks trained much longer, every seed at every learning rate; far
-          more runs than quick, never run for the committed evidence
+  full    the small tasks trained much longer, every seed at every learning rate: about
+          three times the runs of quick, over twenty times the steps and a larger GPT, so of
+          the order of a day or more on two cores; never run for the committed evidence
   gpu     a GPT of about 85M parameters on the medium suite's code corpus, tuned like
           medium; needs --device cuda"""
 BENCH_EXTRA = (
