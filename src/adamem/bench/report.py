@@ -151,25 +151,34 @@ def _best_lr(summary: MethodSummary) -> str:
     return number(summary.best_lr) + (" (grid edge)" if summary.at_edge else "")
 
 
+def _to_target(summary: MethodSummary, steps: int) -> str:
+    """Steps and, where recorded, training time to the target: ``"1200/3000 (41 s)"``."""
+    reached = summary.steps_to_target
+    if reached is None:
+        return "not reached"
+    seconds = summary.time_to_target
+    return f"{reached}/{steps}" + (f" ({seconds:.0f} s)" if seconds is not None else "")
+
+
 def _method_row(
     task: TaskSummary, family: FamilySummary, summary: MethodSummary, verdicts: bool
 ) -> list[str]:
-    steps = task.config["steps"]
     name = summary.method.name
     if summary is family.baseline:
         name += " (best baseline)"
     if verdicts and summary.verdict:
         name += f" **{summary.verdict}**"
-    reached = summary.steps_to_target
     beta = [stats(summary.beta(key)) for key in ("mean", "frac_zero", "frac_cap")]
+    paired = [stats(summary.paired)] if task.suite in TUNED_SUITES else []
     return [
         name,
         _best_lr(summary),
         stats(summary.report),
         *(stats(summary.extras[extra]) for extra in task.task.extras),
         stats(summary.select),
-        f"{reached}/{steps}" if reached is not None else "not reached",
+        _to_target(summary, task.config["steps"]),
         f"{summary.good_lrs}/{len(summary.grid)}",
+        *paired,
         *beta,
     ]
 
@@ -184,55 +193,75 @@ def _sweep_table(task: TaskSummary, family: FamilySummary) -> list[str]:
     return _table(header, rows)
 
 
-def _family_section(task: TaskSummary, family: FamilySummary, verdicts: bool) -> list[str]:
+def _family_section(
+    task: TaskSummary, family: FamilySummary, verdicts: bool, seeds: int
+) -> list[str]:
     t = task.task
-    grid = ", ".join(number(lr) for lr in t.lr_grid(family.family, task.config))
+    tuned = task.suite in TUNED_SUITES
+    grid = t.lr_grid(family.family, task.config)
     header = [
         "method",
         "best lr",
         f"{t.report} (report)",
         *t.extras,
         f"{t.select} (selection)",
-        "steps to target",
+        "steps (time) to target" if tuned else "steps to target",
         "good lrs",
+        *(["AM − baseline"] if tuned else []),
         "mean beta",
         "beta at 0",
         "beta at cap",
     ]
     rows = [_method_row(task, family, summary, verdicts) for summary in family.methods]
     target = number(family.target) if family.baseline else "n/a"
-    lines = [
-        f"**Family `{family.family}`**, learning-rate grid: {grid}. Target for *steps to "
-        f"target*: {target} ({t.select} of the best baseline).",
-        "",
-        *_table(header, rows),
-        "",
-    ]
-    lines += [
-        f"<details><summary>Full sweep: mean ± std of final {t.select} per learning rate</summary>",
-        "",
-        *_sweep_table(task, family),
-        "",
-        "</details>",
-        "",
-    ]
-    per_tensor = {s.method.name: s.beta_per_tensor() for s in family.methods if s.method.adaptive}
-    per_tensor = {name: table for name, table in per_tensor.items() if table}
-    if per_tensor:
-        tensors = list(next(iter(per_tensor.values())))
-        rows = [
-            [f"`{tensor}`", *(number(t[tensor]) for t in per_tensor.values())] for tensor in tensors
-        ]
-        lines += [
-            "<details><summary>AM's beta per tensor: mean over steps and seeds at the best "
-            "lr</summary>",
+    listed = ", ".join(number(lr) for lr in grid)
+    if tuned:
+        runs = len(grid) + seeds - 1
+        intro = (
+            f"**Family `{family.family}`**. Tuning budget per method: {len(grid)} learning "
+            f"rates ({listed}) with the tuning seed, then the other seeds at the chosen one: "
+            f"{runs} runs per method, {runs * len(family.methods)} for the family's "
+            f"{len(family.methods)} methods. Target for *steps to target*: {target} "
+            f"({t.select} of the best baseline)."
+        )
+        sweep = [f"Final {t.select} of the tuning seed at each learning rate:", ""]
+        sweep += [*_sweep_table(task, family), ""]
+    else:
+        intro = (
+            f"**Family `{family.family}`**, learning-rate grid: {listed}. Target for *steps to "
+            f"target*: {target} ({t.select} of the best baseline)."
+        )
+        sweep = [
+            f"<details><summary>Full sweep: mean ± std of final {t.select} per learning rate"
+            "</summary>",
             "",
-            *_table(["tensor", *per_tensor], rows),
+            *_sweep_table(task, family),
             "",
             "</details>",
             "",
         ]
-    return lines
+    return [intro, "", *_table(header, rows), "", *sweep, *_beta_per_tensor(family)]
+
+
+def _beta_per_tensor(family: FamilySummary) -> list[str]:
+    """AM's mean beta per tensor, a column per AM method (none without AM traces)."""
+    per_tensor = {s.method.name: s.beta_per_tensor() for s in family.methods if s.method.adaptive}
+    per_tensor = {name: table for name, table in per_tensor.items() if table}
+    if not per_tensor:
+        return []
+    tensors = list(next(iter(per_tensor.values())))
+    rows = [
+        [f"`{tensor}`", *(number(t[tensor]) for t in per_tensor.values())] for tensor in tensors
+    ]
+    return [
+        "<details><summary>AM's beta per tensor: mean over steps and seeds at the best "
+        "lr</summary>",
+        "",
+        *_table(["tensor", *per_tensor], rows),
+        "",
+        "</details>",
+        "",
+    ]
 
 
 def _warmup(task: TaskSummary) -> str | None:
@@ -243,15 +272,23 @@ def _warmup(task: TaskSummary) -> str | None:
     return f"linear warmup over the first {warmup_steps(task.config)} of {steps} steps"
 
 
+def _schedule(task: TaskSummary) -> str:
+    """The learning-rate schedule of the task's configuration, in words."""
+    if "cosine" not in task.config:
+        return "constant learning rate"
+    return f"cosine decay to {number(task.config['cosine'])} of the peak learning rate"
+
+
 def _task_section(
-    task: TaskSummary, figures: dict[str, Path], out: Path, verdicts: bool
+    results: Results, task: TaskSummary, figures: dict[str, Path], out: Path
 ) -> list[str]:
     t = task.task
     warmup = _warmup(task)
+    schedule = f". Schedule: {_schedule(task)}" if results.tuned else ""
     lines = [
         f"## {t.name}",
         "",
-        f"{t.summary}" + (f"; `+warmup` methods: {warmup}" if warmup else "") + ".",
+        f"{t.summary}{schedule}" + (f"; `+warmup` methods: {warmup}" if warmup else "") + ".",
         "",
         f"Configuration: `{json.dumps(task.config, sort_keys=True)}`. Runs: {task.runs}"
         + (f" (**{task.missing} missing**)" if task.missing else "")
@@ -267,9 +304,10 @@ def _task_section(
         ]
         lines += [f"Sanity anchor: {t.anchor}. Best baselines here: {'; '.join(reached)}.", ""]
     for family in task.families:
-        lines += _family_section(task, family, verdicts)
+        lines += _family_section(task, family, results.gives_verdicts, results.seeds)
+    captions = TUNED_CAPTIONS if results.tuned else CAPTIONS
     for kind, path in figures.items():
-        caption = CAPTIONS[kind].format(select=t.select)
+        caption = captions[kind].format(select=t.select)
         link = path.relative_to(out).as_posix()
         lines += [f"![{caption}]({link})", "", f"*{caption}.*", ""]
     return lines
@@ -437,15 +475,6 @@ def _protocol() -> list[str]:
     ]
 
 
-def _to_target(summary: MethodSummary, steps: int) -> str:
-    """Steps and, where recorded, training time to the target: ``"1200/3000 (41 s)"``."""
-    reached = summary.steps_to_target
-    if reached is None:
-        return "not reached"
-    seconds = summary.time_to_target
-    return f"{reached}/{steps}" + (f" ({seconds:.0f} s)" if seconds is not None else "")
-
-
 def _tuned_verdict_rows(tasks: list[TaskSummary]) -> list[list[str]]:
     rows = []
     for task in tasks:
@@ -477,14 +506,14 @@ def _tuned_verdict_rule() -> str:
         "fixed-momentum baseline of its family (the lowest mean selection metric over seeds) "
         "at that baseline's chosen learning rate, seed by seed: the same seed gives both the "
         "same initialisation and minibatches. *AM − baseline* is the mean ± std over seeds of "
-        "the per-seed differences of the report metric (lower is better for AM). The verdict "
-        "is **won** or **lost** when that mean lies beyond a two-sided paired t-test at 5% "
-        f"and beyond {analysis.RELATIVE_TIE:.0%} of the baseline's mean, else **tied**; with "
-        f"one seed, the {analysis.RELATIVE_TIE:.0%} margin alone decides. *To target*: the "
-        "first evaluation step (and the training time to it, evaluations left out, mean over "
-        "seeds) at which the seed-mean validation curve reaches the best baseline's final "
-        "value, for the AM method and for the baseline itself. *Good lrs*: learning rates of "
-        "the grid whose tuning run ended within "
+        "the per-seed differences of the report metric (negative where AM did better). The "
+        "verdict is **won** or **lost** when that mean lies beyond a two-sided paired t-test "
+        f"at 5% and beyond {analysis.RELATIVE_TIE:.0%} of the baseline's mean, else **tied**; "
+        f"with one seed, the {analysis.RELATIVE_TIE:.0%} margin alone decides. *To target*: "
+        "the first evaluation step (and the training time to it, evaluations left out, mean "
+        "over seeds) at which the seed-mean validation curve reaches the best baseline's "
+        "final value, for the AM method and for the baseline itself. *Good lrs*: learning "
+        "rates of the grid whose tuning run ended within "
         f"{analysis.GOOD_LR_MARGIN:.0%} of the method's best selection metric."
     )
 
@@ -566,87 +595,6 @@ def _tuned_protocol(results: Results) -> list[str]:
     ]
 
 
-def _tuned_method_row(
-    task: TaskSummary, summary: MethodSummary, base: MethodSummary | None
-) -> list[str]:
-    name = summary.method.name + (" (best baseline)" if summary is base else "")
-    if summary.verdict:
-        name += f" **{summary.verdict}**"
-    beta = [stats(summary.beta(key)) for key in ("mean", "frac_zero", "frac_cap")]
-    return [
-        name,
-        _best_lr(summary),
-        stats(summary.report),
-        *(stats(summary.extras[extra]) for extra in task.task.extras),
-        stats(summary.select),
-        _to_target(summary, task.config["steps"]),
-        f"{summary.good_lrs}/{len(summary.grid)}",
-        stats(summary.paired),
-        *beta,
-    ]
-
-
-def _tuned_task_section(
-    task: TaskSummary, seeds: int, figures: dict[str, Path], out: Path
-) -> list[str]:
-    t = task.task
-    warmup = _warmup(task)
-    schedule = (
-        f"cosine decay to {number(task.config['cosine'])} of the peak learning rate"
-        if "cosine" in task.config
-        else "constant learning rate"
-    )
-    lines = [
-        f"## {t.name}",
-        "",
-        f"{t.summary}. Schedule: {schedule}"
-        + (f"; `+warmup` methods: {warmup}" if warmup else "")
-        + ".",
-        "",
-        f"Configuration: `{json.dumps(task.config, sort_keys=True)}`. Runs: {task.runs}"
-        + (f" (**{task.missing} missing**)" if task.missing else "")
-        + f", {task.wall_time_s / 60:.1f} min of run time.",
-        "",
-    ]
-    for family in task.families:
-        grid = family.methods[0].grid
-        runs_each = len(grid) + seeds - 1
-        header = [
-            "method",
-            "chosen lr",
-            f"{t.report} (report)",
-            *t.extras,
-            f"{t.select} (selection)",
-            "to target",
-            "good lrs",
-            "AM − baseline",
-            "mean beta",
-            "beta at 0",
-            "beta at cap",
-        ]
-        rows = [_tuned_method_row(task, summary, family.baseline) for summary in family.methods]
-        target = number(family.target) if family.baseline else "n/a"
-        lines += [
-            f"**Family `{family.family}`**. Tuning budget per method: {len(grid)} learning "
-            f"rates ({', '.join(number(lr) for lr in grid)}), then the other seeds at the "
-            f"chosen one: {runs_each} runs per method, {runs_each * len(family.methods)} for "
-            f"the family's {len(family.methods)} methods. Target: {target} ({t.select} of the "
-            "best baseline).",
-            "",
-            *_table(header, rows),
-            "",
-            f"Final {t.select} of the tuning seed at each learning rate:",
-            "",
-            *_sweep_table(task, family),
-            "",
-        ]
-    for kind, path in figures.items():
-        caption = TUNED_CAPTIONS[kind].format(select=t.select)
-        link = path.relative_to(out).as_posix()
-        lines += [f"![{caption}]({link})", "", f"*{caption}.*", ""]
-    return lines
-
-
 def _tuned_report(results: Results, tasks: list[TaskSummary], figures: Figures, out: Path) -> str:
     lines = [
         f"# adamem benchmark: `{results.command}`",
@@ -658,7 +606,7 @@ def _tuned_report(results: Results, tasks: list[TaskSummary], figures: Figures, 
         *_tuned_protocol(results),
     ]
     for task in tasks:
-        lines += _tuned_task_section(task, results.seeds, figures(task), out)
+        lines += _task_section(results, task, figures(task), out)
     lines += [
         "## Reproduce",
         "",
@@ -680,7 +628,7 @@ def _report(results: Results, tasks: list[TaskSummary], figures: Figures, out: P
     if results.gives_verdicts:
         lines += _verdict_table(tasks)
     for task in tasks:
-        lines += _task_section(task, figures(task), out, results.gives_verdicts)
+        lines += _task_section(results, task, figures(task), out)
     if results.gives_verdicts:
         lines += _closing_note(tasks)
     return "\n".join(lines)

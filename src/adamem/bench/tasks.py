@@ -240,8 +240,8 @@ GPT_MEDIUM_METHODS = (
     "amadamw-nesterov-tensor+warmup",
     "amadamw-si-tensor+warmup",
 )
-# Image classification trained to convergence: cosine decay to 0, the usual recipe.
-IMAGE_SCHEDULE = {"cosine": 0.0, "weight_decay": ADAM_NETS, "lr_points": 3, "evals": 20}
+# Image classification trained to convergence, with the usual cosine decay to 0.
+IMAGE_MEDIUM = {"cosine": 0.0, "weight_decay": ADAM_NETS, "lr_points": 3, "evals": 20}
 # Half-decade grids around the usual learning rates of ResNets (SGD 0.1 at momentum 0.9, that
 # is 1 in EMA units; Adam 1e-3 to 1e-2).
 IMAGE_LR_RANGES = {"sgd": (10**-0.5, 10**0.5), "adam": (1e-3, 1e-2)}
@@ -423,7 +423,7 @@ TASKS: dict[str, Task] = {
             extras=("test_acc", "test_loss"),
             configs={
                 "medium": {
-                    **IMAGE_SCHEDULE,
+                    **IMAGE_MEDIUM,
                     "steps": 2000,
                     "channels": 32,
                     "blocks": 3,
@@ -442,7 +442,7 @@ TASKS: dict[str, Task] = {
             extras=("test_acc", "test_loss"),
             configs={
                 "medium": {
-                    **IMAGE_SCHEDULE,
+                    **IMAGE_MEDIUM,
                     "steps": 1000,
                     "channels": 24,
                     "blocks": 3,
