@@ -440,3 +440,24 @@ def test_tuned_results_file_reloads_with_its_suite_and_seeds(tmp_path):
     loaded = Results.load(path)
     assert (loaded.suite, loaded.seeds, loaded.tasks) == ("medium", 3, ["gpt-code"])
     assert len(loaded.records) == expected_runs("medium", "gpt-code", 3, "cpu")
+
+
+def test_a_seed_that_diverged_decides_the_paired_verdict_against_its_method():
+    from adamem.bench.analysis import Stats, metric_values, paired_differences, paired_verdict
+
+    def runs(values):
+        return [
+            {
+                "seed": seed,
+                "diverged": value is None,
+                "metrics": {} if value is None else {"m": value},
+            }
+            for seed, value in enumerate(values)
+        ]
+
+    stable, shaky = runs([1.0, 1.1, 1.2]), runs([0.5, None, 0.5])
+    for am, baseline, expected in ((shaky, stable, "lost"), (stable, shaky, "won")):
+        differences = paired_differences(am, baseline, "m")
+        assert differences.diverged == 1
+        am_stats, base_stats = (Stats.of(metric_values(r, "m")) for r in (am, baseline))
+        assert paired_verdict(differences, am_stats, base_stats) == expected

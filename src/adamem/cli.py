@@ -81,7 +81,7 @@ def _tasks_by_suite() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .bench.benchmark import RESULTS, default_jobs
+    from .bench.benchmark import RESULTS
     from .bench.plan import DEFAULT_SEEDS
     from .bench.store import ResultStore
     from .bench.tasks import SUITES, TASKS
@@ -91,8 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench",
         help="benchmark AM against tuned fixed momentum",
-        description="Benchmark AMSGD and AMAdamW against tuned fixed-momentum baselines; "
-        f"write {RESULTS}, report.md and plots/ to --out. Running it needs the bench extra.",
+        description=textwrap.fill(
+            "Benchmark AMSGD and AMAdamW against tuned fixed-momentum baselines; write "
+            f"{RESULTS}, report.md and plots/ to --out. Running it needs the bench extra.",
+            width=88,
+        ),
         epilog=SUITE_HELP + "\n\ntasks by suite:\n" + _tasks_by_suite(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -133,8 +136,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--jobs",
         type=_at_least_one,
-        default=default_jobs(),
-        help="worker processes running at once, one thread each (default: the usable cores)",
+        default=None,
+        help="worker processes running at once, one thread each (default: the usable cores; 1 "
+        "for the gpu suite, whose runs each fill the GPU)",
     )
     report = commands.add_parser(
         "report",
@@ -195,15 +199,18 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"adamem: {BENCH_EXTRA} (missing: {', '.join(missing)})", file=sys.stderr)
         return 2
-    from .bench.benchmark import run_benchmark
+    from .bench.benchmark import default_jobs, run_benchmark
     from .bench.plan import DEFAULT_SEEDS, check_arguments
     from .bench.store import CorruptRecord, ResultStore
-    from .bench.tasks import suite_tasks
+    from .bench.tasks import CUDA_SUITES, suite_tasks
 
     if args.command == "report":
         return _report(args)
     seeds = args.seeds if args.seeds is not None else DEFAULT_SEEDS[args.suite]
     tasks = args.tasks if args.tasks is not None else suite_tasks(args.suite)
+    jobs = (
+        args.jobs if args.jobs is not None else 1 if args.suite in CUDA_SUITES else default_jobs()
+    )
     try:
         check_arguments(args.suite, tasks, args.device)
     except ValueError as error:
@@ -217,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             args.device,
             args.out,
             args.resume or args.set_aside_corrupt,
-            args.jobs,
+            jobs,
             set_aside_corrupt=args.set_aside_corrupt,
         )
     except FileExistsError as error:
