@@ -124,7 +124,7 @@ def plan(
 
     >>> runs = plan("smoke", ["quadratic"], 2, "cpu")
     >>> len(runs), runs[0].key.rsplit("|", 1)[0]
-    (104, 'quadratic|amsgd-tensor|1|0')
+    (108, 'quadratic|amsgd-tensor|1|0')
     """
     check_arguments(suite, tasks, device)
     tuned = suite in TUNED_SUITES

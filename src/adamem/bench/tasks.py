@@ -227,10 +227,12 @@ GPT_LARGE = {
     "lr_points": 1,
     "eval_windows": 512,
     "bf16": True,
-    "lr_ranges": {"adam": (6e-4, 6e-4)},
+    "lr_ranges": {"adam": (6e-4, 6e-4), "muon": (6e-4, 6e-4)},
 }
 # The language-model pretraining recipe: AdamW (tuned beta1) with warm-up and cosine decay;
 # AMAdamW with the same schedule, and without the warm-up (AM's claim is that it needs none).
+# gpt-code has a learning-rate range for the muon family too: appending its methods here
+# (ammuon-tensor+warmup, muon-<momentum>+warmup) and rerunning with --resume adds their runs.
 GPT_MEDIUM_METHODS = (
     "adamw-0.9+warmup",
     "adamw-0.95+warmup",
@@ -240,12 +242,12 @@ GPT_MEDIUM_METHODS = (
     "amadamw-nesterov-tensor+warmup",
     "amadamw-si-tensor+warmup",
 )
+GPT_LARGE_METHODS = ("adamw-0.9+warmup", "amadamw-tensor+warmup", "amadamw-tensor")
 # Image classification trained to convergence, with the usual cosine decay to 0.
 IMAGE_MEDIUM = {"cosine": 0.0, "weight_decay": ADAM_NETS, "lr_points": 3, "evals": 20}
 # Half-decade grids around the usual learning rates of ResNets (SGD 0.1 at momentum 0.9, that
 # is 1 in EMA units; Adam 1e-3 to 1e-2).
 IMAGE_LR_RANGES = {"sgd": (10**-0.5, 10**0.5), "adam": (1e-3, 1e-2)}
-GPT_LARGE_METHODS = ("adamw-0.9+warmup", "amadamw-tensor+warmup", "amadamw-tensor")
 
 TASKS: dict[str, Task] = {
     task.name: task
@@ -458,7 +460,7 @@ TASKS: dict[str, Task] = {
             "`+warmup` methods warm up linearly first; metric bits per byte on the held-out "
             "files",
             build=_gpt(data.code_corpus),
-            lr_ranges={"adam": (10**-2.5, 10**-1.5)},
+            lr_ranges={"adam": (10**-2.5, 10**-1.5), "muon": (10**-2.5, 10**-1.5)},
             select="val_bpb",
             report="test_bpb",
             configs={
