@@ -219,6 +219,26 @@ def test_medium_configurations_build_and_train_at_a_tiny_size(task):
         assert (record["data"] is not None) == (task == "gpt-code")
 
 
+def test_muon_methods_join_gpt_code_by_name(monkeypatch):
+    """Appending the muon family to the medium list plans its runs on its own grid and adds
+    them to the other methods' runs, whose keys stay as they were."""
+    task = TASKS["gpt-code"]
+    before = {spec.key for spec in plan("medium", ["gpt-code"], 3, "cpu")}
+    added = ("ammuon-tensor+warmup", "muon-0.95+warmup")
+    names = {**task.method_names, "medium": (*task.method_names["medium"], *added)}
+    monkeypatch.setitem(TASKS, "gpt-code", dataclasses.replace(task, method_names=names))
+    after = plan("medium", ["gpt-code"], 3, "cpu")
+    new = [spec for spec in after if spec.key not in before]
+    grid = task.lr_grid("muon", task.config("medium", "cpu"))
+    assert before < {spec.key for spec in after}
+    assert sorted((spec.method, spec.lr) for spec in new) == sorted(
+        (name, lr) for name in added for lr in grid
+    )
+    for spec in new[:: len(grid)]:
+        record = run(dataclasses.replace(spec, config=_tiny("gpt-code", "medium")))
+        assert not record["diverged"] and math.isfinite(record["metrics"]["test_bpb"])
+
+
 def test_gpu_configuration_is_a_large_gpt_and_trains_at_a_tiny_size_on_the_cpu():
     config = TASKS["gpt-code"].config("gpu", "cuda")
     with torch.device("meta"):
