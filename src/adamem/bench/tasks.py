@@ -456,9 +456,8 @@ TASKS: dict[str, Task] = {
             name="gpt-code",
             summary="byte-level pre-norm GPT pretraining on Python code: the sources of the "
             "standard library and of torch, split by file (a hash of each file's name sends "
-            "about 5% of files to validation and 5% to test); cosine learning-rate decay, "
-            "`+warmup` methods warm up linearly first; metric bits per byte on the held-out "
-            "files",
+            "about 5% of files to validation and 5% to test); metric bits per byte on the "
+            "held-out files",
             build=_gpt(data.code_corpus),
             lr_ranges={"adam": (10**-2.5, 10**-1.5), "muon": (10**-2.5, 10**-1.5)},
             select="val_bpb",
