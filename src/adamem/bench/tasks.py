@@ -241,8 +241,18 @@ GPT_MEDIUM_METHODS = (
     "amadamw-global+warmup",
     "amadamw-nesterov-tensor+warmup",
     "amadamw-si-tensor+warmup",
+    "ammuon-tensor+warmup",
+    "muon-0.9+warmup",
+    "muon-0.95+warmup",
+    "muon-0.98+warmup",
 )
-GPT_LARGE_METHODS = ("adamw-0.9+warmup", "amadamw-tensor+warmup", "amadamw-tensor")
+GPT_LARGE_METHODS = (
+    "adamw-0.9+warmup",
+    "amadamw-tensor+warmup",
+    "amadamw-tensor",
+    "ammuon-tensor+warmup",
+    "muon-0.95+warmup",
+)
 # Image classification trained to convergence, with the usual cosine decay to 0.
 IMAGE_MEDIUM = {"cosine": 0.0, "weight_decay": ADAM_NETS, "lr_points": 3, "evals": 20}
 # Half-decade grids around the usual learning rates of ResNets (SGD 0.1 at momentum 0.9, that
