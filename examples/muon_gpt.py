@@ -1,8 +1,9 @@
 """The Muon recipe on a small GPT: AM-Muon for the hidden matrices, AMAdamW for the rest.
 
-A byte-level GPT learns Python's own help texts (``pydoc_data/topics.py``, which ships with
+The benchmark's byte-level GPT (``adamem.bench.gpt``: pre-norm blocks, read-out tied to the
+byte embedding) learns Python's own help texts (``pydoc_data/topics.py``, which ships with
 Python). ``adamem.muon_param_groups`` splits the model: the attention and MLP weight matrices go
-to Muon, the embeddings, position table, norms and biases to AdamW. The script trains it twice
+to Muon, the embedding, position table, norms and biases to AdamW. The script trains it twice
 from the same initial weights on the same batches, with torch's Muon + AdamW and with
 ``AMMuon`` + ``AMAdamW``, all at one learning rate (``adjust_lr_fn="match_rms_adamw"`` scales
 Muon's step to AdamW's RMS). It prints the training loss in bits per byte and, for AM, the mean
@@ -20,40 +21,10 @@ from torch import nn
 from torch.nn import functional as F
 
 import adamem
+from adamem.bench.gpt import GPT
 
 STEPS, WINDOW, BATCH, CONTEXT = 150, 50, 16, 64
 LR, WEIGHT_DECAY = 3e-3, 0.1
-
-
-class Block(nn.Module):
-    def __init__(self, width: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
-        self.fc, self.out = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, width = x.shape
-        qkv = self.qkv(self.norm1(x)).view(batch, length, 3, self.heads, width // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.proj(y.transpose(1, 2).reshape(batch, length, width))
-        return x + self.out(F.gelu(self.fc(self.norm2(x))))
-
-
-class GPT(nn.Module):
-    def __init__(self, width: int = 64, layers: int = 2, heads: int = 4) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(256, width)
-        self.position = nn.Parameter(0.02 * torch.randn(CONTEXT, width))
-        self.blocks = nn.Sequential(*(Block(width, heads) for _ in range(layers)))
-        self.norm = nn.LayerNorm(width)
-        self.head = nn.Linear(width, 256, bias=False)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        hidden = self.embed(tokens) + self.position[: tokens.shape[1]]
-        return self.head(self.norm(self.blocks(hidden)))
 
 
 def batches(steps: int) -> list[torch.Tensor]:
@@ -86,7 +57,7 @@ def train(
     make_optimizers: Optimizers, data: list[torch.Tensor]
 ) -> tuple[list[float], nn.Module, list]:
     torch.manual_seed(0)
-    model = GPT()
+    model = GPT(width=64, layers=2, heads=4, context=CONTEXT)
     optimizers = make_optimizers(model)
     losses, betas = [], []
     for tokens in data:

@@ -44,11 +44,10 @@ from torch import Tensor
 
 from . import amsgd
 from ._core import tensor_ops as ops
-from ._core.batch import LearningRate, ParamBatch, compute_dtype, scalar_state, use_foreach
+from ._core.batch import LearningRate, ParamBatch, compute_dtype, use_foreach
 from ._core.checks import check_choice, check_flag, check_learning_rate, check_number
 from ._core.distributed import is_dtensor
-from ._core.optimizer import AMOptimizer
-from .amsgd import amsgd_memory_step, amsgd_memory_steps
+from .amsgd import EMAMemory, amsgd_memory_step, amsgd_memory_steps
 from .beta import Scope
 
 __all__ = ["AMMuon", "muon_lr_factor", "orthogonalize"]
@@ -94,7 +93,7 @@ def muon_lr_factor(shape: torch.Size | tuple[int, ...], adjust_lr_fn: str | None
     return math.sqrt(max(1.0, rows / cols))
 
 
-class AMMuon(AMOptimizer):
+class AMMuon(EMAMemory):
     r"""Adaptive-Memory Muon: Muon for 2-D weight matrices with a closed-form momentum per step.
 
     Use it for the hidden weight matrices of a network and :class:`adamem.AMAdamW` for the
@@ -144,8 +143,6 @@ class AMMuon(AMOptimizer):
         True
     """
 
-    _statistic_keys = frozenset({"beta", "prev_lr"})
-    _state_keys = frozenset({"momentum_buffer", "beta", "prev_lr"})
     _group_defaults = {"scope": "tensor", "maximize": False, "foreach": None, "ns_dtype": None}
 
     def __init__(
@@ -258,18 +255,6 @@ class AMMuon(AMOptimizer):
 
     def _conversion_hint(self) -> str:
         return "; to continue a torch.optim.Muon run, use load_muon_state_dict"
-
-    def _beta_cap(self, group: dict[str, Any]) -> float:
-        return float(group["beta_max"])
-
-    def effective_momentum(self, beta: Tensor, group: dict[str, Any]) -> Tensor:
-        lambd = group["lambd"]
-        return (beta + lambd) / (1.0 + lambd)
-
-    def _init_state(self, state: dict[str, Any], param: Tensor, group: dict[str, Any]) -> None:
-        state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        state["prev_lr"] = scalar_state(group["lr"], param)
-        state["beta"] = scalar_state(0.0, param)
 
     def _plan(self, batch: ParamBatch) -> _TorchStep:
         # No fused kernels: the orthogonalisation's matrix products dominate the step.

@@ -81,7 +81,28 @@ KERNELS = Kernels(
 """AM-SGD's fused kernels: the gap ``prev_lr <g, d>``, ``<d-g, g+lambd d>``, ``||d-g||^2``."""
 
 
-class AMSGD(AMOptimizer):
+class EMAMemory(AMOptimizer):
+    """What AM-SGD and the optimizers built on its memory share: the memory
+    (``momentum_buffer``, in EMA form), the last learning rate for the next gap, beta capped by
+    ``beta_max``, and the effective momentum ``(beta + lambd) / (1 + lambd)``."""
+
+    _statistic_keys = frozenset({"beta", "prev_lr"})
+    _state_keys = frozenset({"momentum_buffer", "beta", "prev_lr"})
+
+    def _beta_cap(self, group: dict[str, Any]) -> float:
+        return float(group["beta_max"])
+
+    def effective_momentum(self, beta: Tensor, group: dict[str, Any]) -> Tensor:
+        lambd = group["lambd"]
+        return (beta + lambd) / (1.0 + lambd)
+
+    def _init_state(self, state: dict[str, Any], param: Tensor, group: dict[str, Any]) -> None:
+        state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["prev_lr"] = scalar_state(group["lr"], param)
+        state["beta"] = scalar_state(0.0, param)
+
+
+class AMSGD(EMAMemory):
     r"""Adaptive-Memory SGD: heavy ball in EMA form with a closed-form momentum per step.
 
     Args:
@@ -131,8 +152,7 @@ class AMSGD(AMOptimizer):
     """
 
     kernels = KERNELS
-    _statistic_keys = frozenset({"beta", "prev_lr", *AMOptimizer.AVERAGE_KEYS})
-    _state_keys = frozenset({"momentum_buffer", "beta", "prev_lr"})
+    _statistic_keys = EMAMemory._statistic_keys | frozenset(AMOptimizer.AVERAGE_KEYS)
     _group_defaults = {
         "scope": "tensor",
         "maximize": False,
@@ -235,17 +255,8 @@ class AMSGD(AMOptimizer):
     def _conversion_hint(self) -> str:
         return "; to continue a torch.optim.SGD run, use load_sgd_state_dict"
 
-    def _beta_cap(self, group: dict[str, Any]) -> float:
-        return float(group["beta_max"])
-
-    def effective_momentum(self, beta: Tensor, group: dict[str, Any]) -> Tensor:
-        lambd = group["lambd"]
-        return (beta + lambd) / (1.0 + lambd)
-
     def _init_state(self, state: dict[str, Any], param: Tensor, group: dict[str, Any]) -> None:
-        state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        state["prev_lr"] = scalar_state(group["lr"], param)
-        state["beta"] = scalar_state(0.0, param)
+        super()._init_state(state, param, group)
         if group["noise_averaging"] is not None:
             for key in self.AVERAGE_KEYS:
                 state[key] = scalar_state(0.0, param)

@@ -16,7 +16,7 @@ import gzip
 import json
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -313,25 +313,31 @@ def _task_section(
     return lines
 
 
-def _verdict_rows(tasks: list[TaskSummary]) -> list[list[str]]:
-    rows = []
+def _judged(
+    tasks: list[TaskSummary],
+) -> Iterator[tuple[TaskSummary, MethodSummary, MethodSummary]]:
+    """Each AM method that has a baseline to be judged against: ``(task, method, baseline)``."""
     for task in tasks:
         for family in task.families:
-            base = family.baseline
             for summary in family.methods:
-                if base is None or not summary.method.adaptive:
-                    continue
-                rows.append(
-                    [
-                        task.task.name,
-                        task.task.report,
-                        f"{summary.method.name}, lr {_best_lr(summary)}",
-                        stats(summary.report),
-                        f"{base.method.name}, lr {_best_lr(base)}",
-                        stats(base.report),
-                        f"**{summary.verdict}**",
-                    ]
-                )
+                if family.baseline is not None and summary.method.adaptive:
+                    yield task, summary, family.baseline
+
+
+def _verdict_rows(tasks: list[TaskSummary]) -> list[list[str]]:
+    rows = []
+    for task, summary, base in _judged(tasks):
+        rows.append(
+            [
+                task.task.name,
+                task.task.report,
+                f"{summary.method.name}, lr {_best_lr(summary)}",
+                stats(summary.report),
+                f"{base.method.name}, lr {_best_lr(base)}",
+                stats(base.report),
+                f"**{summary.verdict}**",
+            ]
+        )
     return rows
 
 
@@ -477,26 +483,21 @@ def _protocol() -> list[str]:
 
 def _tuned_verdict_rows(tasks: list[TaskSummary]) -> list[list[str]]:
     rows = []
-    for task in tasks:
-        for family in task.families:
-            base = family.baseline
-            for summary in family.methods:
-                if base is None or not summary.method.adaptive:
-                    continue
-                steps = task.config["steps"]
-                rows.append(
-                    [
-                        f"{task.task.name} ({task.task.report})",
-                        f"{summary.method.name}, lr {_best_lr(summary)}",
-                        stats(summary.report),
-                        f"{base.method.name}, lr {_best_lr(base)}",
-                        stats(base.report),
-                        f"{stats(summary.paired)} (n={summary.paired.n})",
-                        f"{_to_target(summary, steps)} vs {_to_target(base, steps)}",
-                        f"{summary.good_lrs} vs {base.good_lrs} of {len(summary.grid)}",
-                        f"**{summary.verdict}**",
-                    ]
-                )
+    for task, summary, base in _judged(tasks):
+        steps = task.config["steps"]
+        rows.append(
+            [
+                f"{task.task.name} ({task.task.report})",
+                f"{summary.method.name}, lr {_best_lr(summary)}",
+                stats(summary.report),
+                f"{base.method.name}, lr {_best_lr(base)}",
+                stats(base.report),
+                f"{stats(summary.paired)} (n={summary.paired.n})",
+                f"{_to_target(summary, steps)} vs {_to_target(base, steps)}",
+                f"{summary.good_lrs} vs {base.good_lrs} of {len(summary.grid)}",
+                f"**{summary.verdict}**",
+            ]
+        )
     return rows
 
 

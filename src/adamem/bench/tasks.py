@@ -259,6 +259,25 @@ IMAGE_MEDIUM = {"cosine": 0.0, "weight_decay": ADAM_NETS, "lr_points": 3, "evals
 # is 1 in EMA units; Adam 1e-3 to 1e-2).
 IMAGE_LR_RANGES = {"sgd": (10**-0.5, 10**0.5), "adam": (1e-3, 1e-2)}
 
+
+def _image_medium_task(
+    name: str, summary: str, build: Builder, *, steps: int, channels: int, batch_size: int
+) -> Task:
+    """An image classification task of the medium suite: a ResNet of 3 blocks trained to
+    convergence, selected on validation loss, reported in test error."""
+    config = {**IMAGE_MEDIUM, "steps": steps, "channels": channels, "blocks": 3}
+    return Task(
+        name=name,
+        summary=summary,
+        build=build,
+        lr_ranges=IMAGE_LR_RANGES,
+        select="val_loss",
+        report="test_error",
+        extras=("test_acc", "test_loss"),
+        configs={"medium": {**config, "batch_size": batch_size}},
+    )
+
+
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
@@ -422,45 +441,24 @@ TASKS: dict[str, Task] = {
                 "full": {**GPT_GPU, "steps": 20000, "evals": 50, "eval_windows": 2048},
             },
         ),
-        Task(
-            name="mnist1d-resnet",
-            summary="1-D ResNet (width-3 stem, residual blocks with batch norm at full "
-            "resolution, global pooling) on MNIST-1D generated locally (4000/1000 train/test, "
-            "400 of train held out for validation), minibatches of 100, trained to convergence; "
-            "metric test error",
-            build=_resnet(data.mnist1d, dims=1),
-            lr_ranges=IMAGE_LR_RANGES,
-            select="val_loss",
-            report="test_error",
-            extras=("test_acc", "test_loss"),
-            configs={
-                "medium": {
-                    **IMAGE_MEDIUM,
-                    "steps": 2000,
-                    "channels": 32,
-                    "blocks": 3,
-                    "batch_size": 100,
-                },
-            },
-        ),
-        Task(
-            name="digits-resnet-wide",
-            summary="the digits ResNet, wider and deeper, trained to convergence; metric test "
+        _image_medium_task(
+            "mnist1d-resnet",
+            "1-D ResNet (width-3 stem, residual blocks with batch norm at full resolution, "
+            "global pooling) on MNIST-1D generated locally (4000/1000 train/test, 400 of train "
+            "held out for validation), minibatches of 100, trained to convergence; metric test "
             "error",
-            build=_resnet(data.digits, dims=2),
-            lr_ranges=IMAGE_LR_RANGES,
-            select="val_loss",
-            report="test_error",
-            extras=("test_acc", "test_loss"),
-            configs={
-                "medium": {
-                    **IMAGE_MEDIUM,
-                    "steps": 1000,
-                    "channels": 24,
-                    "blocks": 3,
-                    "batch_size": 64,
-                },
-            },
+            _resnet(data.mnist1d, dims=1),
+            steps=2000,
+            channels=32,
+            batch_size=100,
+        ),
+        _image_medium_task(
+            "digits-resnet-wide",
+            "the digits ResNet, wider and deeper, trained to convergence; metric test error",
+            _resnet(data.digits, dims=2),
+            steps=1000,
+            channels=24,
+            batch_size=64,
         ),
         Task(
             name="gpt-code",
