@@ -86,3 +86,29 @@ def test_hand_written_pages_state_no_numbers():
     evidence = readme[readme.index("## Evidence") :].split("\n## ")[0]
     for text in (benchmark_readme, evidence):
         assert NUMBER.findall(_prose(text)) == []
+
+
+MEDIUM = DOCS / "medium"
+MEDIUM_RESULTS = MEDIUM / "results.jsonl.gz"
+MEDIUM_SEEDS = DEFAULT_SEEDS["medium"]
+REGENERATE_MEDIUM = (
+    f"adamem report docs/benchmark/medium/results.jsonl.gz --seeds {MEDIUM_SEEDS} "
+    f"--tasks {' '.join(suite_tasks('medium'))}"
+)
+
+
+@pytest.mark.skipif(not MEDIUM_RESULTS.exists(), reason="no committed medium records")
+def test_committed_medium_report_matches_its_records_against_the_whole_suite():
+    """The medium report is rendered for the whole suite (its missing runs counted as such),
+    and every committed record is a run of the suite as the current code plans it."""
+    import gzip
+
+    with gzip.open(MEDIUM_RESULTS, "rt") as file:
+        lines = [line for line in file if line.strip()]
+    results = Results.load(MEDIUM_RESULTS, suite_tasks("medium"), MEDIUM_SEEDS)
+    assert results.suite == "medium" and len(results.records) == len(lines)
+    expected = render(results, linked_figures(MEDIUM), MEDIUM)[REPORT]
+    committed = (MEDIUM / REPORT).read_text()
+    assert committed == expected, (
+        f"docs/benchmark/medium/{REPORT} is stale; run: {REGENERATE_MEDIUM}"
+    )

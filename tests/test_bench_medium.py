@@ -500,3 +500,20 @@ def test_a_seed_that_diverged_decides_the_paired_verdict_against_its_method():
         assert differences.diverged == 1
         am_stats, base_stats = (Stats.of(metric_values(r, "m")) for r in (am, baseline))
         assert paired_verdict(differences, am_stats, base_stats) == expected
+
+
+def test_unfinished_report_says_so_and_judges_only_complete_families(adam_family_gpt_code):
+    results = _synthetic_medium(_final)
+    complete = render(results, lambda task: {}, UNUSED)[REPORT]
+    assert "Unfinished" not in complete
+    dropped = next(r for r in results.records if r["method"] == "adamw-0.95+warmup")
+    partial = Results.of(
+        [r for r in results.records if r is not dropped], "medium", ["gpt-code"], 3, "cpu"
+    )
+    text = render(partial, lambda task: {}, UNUSED)[REPORT]
+    # its other seeds' runs wait for the tuning runs: planned, they are not counted yet
+    recorded, total = len(partial.records), len(results.records)
+    assert recorded < total - 1
+    assert f"**Unfinished: {recorded} of the {total} planned runs are recorded**" in text
+    assert _rows(text, "Verdicts") == []  # the adam family misses a run: no verdict in it
+    assert "**won**" not in text and "**lost**" not in text and "**tied**" not in text

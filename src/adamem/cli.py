@@ -153,6 +153,21 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="output directory (default: the directory of RESULTS)"
     )
     report.add_argument(
+        "--tasks",
+        nargs="+",
+        choices=list(TASKS),
+        default=None,
+        metavar="TASK",
+        help="the tasks the benchmark was run for (default: those in the records); give them "
+        "to report an unfinished benchmark's missing runs",
+    )
+    report.add_argument(
+        "--seeds",
+        type=_at_least_one,
+        default=None,
+        help="the seeds the benchmark was run with (default: read off the records)",
+    )
+    report.add_argument(
         "--check",
         action="store_true",
         help="write nothing; exit with status 1 if report.md or summary.md in --out differ from "
@@ -165,7 +180,7 @@ def _report(args: argparse.Namespace) -> int:
     from .bench.report import Results, stale_files, write_report
 
     try:
-        results = Results.load(args.results)
+        results = Results.load(args.results, args.tasks, args.seeds)
     except (OSError, ValueError) as error:
         print(f"adamem: {error}", file=sys.stderr)
         return 2

@@ -130,6 +130,8 @@ class FamilySummary:
     methods: list[MethodSummary]
     baseline: MethodSummary | None = None
     target: float = math.inf
+    complete: bool = True
+    """Every planned run of the family is recorded; verdicts are given only then."""
 
 
 @dataclass
@@ -275,18 +277,23 @@ def summarize_method(
 
 
 def summarize_family(
-    task: Task, suite: str, family: str, config: Config, records: list[Record]
+    task: Task, suite: str, family: str, config: Config, records: list[Record], seeds: int
 ) -> FamilySummary:
-    """The methods of ``family`` on ``task`` in ``suite``, the best baseline, steps (and, in a
-    tuned suite, time) to target, verdicts."""
+    """The methods of ``family`` on ``task`` in ``suite`` (``seeds`` planned), the best
+    baseline, steps (and, in a tuned suite, time) to target, and, once every planned run of
+    the family is recorded, verdicts."""
     tuned = suite in TUNED_SUITES
     grid = task.lr_grid(family, config)
-    summaries = []
+    summaries, recorded, planned = [], 0, 0
     for method in task.methods(suite):
+        if method.family != family:
+            continue
         runs = [r for r in records if r["method"] == method.name]
-        if method.family == family and runs:
+        recorded += len(runs)
+        planned += len(grid) + seeds - 1 if tuned else len(grid) * seeds
+        if runs:
             summaries.append(summarize_method(task, method, grid, runs, tuned))
-    result = FamilySummary(family, summaries)
+    result = FamilySummary(family, summaries, complete=recorded >= planned)
     fixed = [s for s in summaries if not s.method.adaptive]
     if not fixed:
         return result
@@ -296,7 +303,7 @@ def summarize_family(
         summary.steps_to_target = steps_to_reach(summary.runs, task.select, result.target)
         if tuned:
             summary.time_to_target = time_to_reach(summary.runs, summary.steps_to_target)
-        if not summary.method.adaptive:
+        if not summary.method.adaptive or not result.complete:
             continue
         if tuned:
             summary.paired = paired_differences(summary.runs, base.runs, task.report)
@@ -307,14 +314,14 @@ def summarize_family(
 
 
 def summarize(
-    task: Task, suite: str, config: Config, records: list[Record], expected: int
+    task: Task, suite: str, config: Config, records: list[Record], expected: int, seeds: int
 ) -> TaskSummary:
     """Summaries of every family of ``task`` in ``suite`` from its ``records`` (``expected``
-    planned)."""
+    planned, with ``seeds`` seeds)."""
     summary = TaskSummary(task, suite, config, runs=len(records), missing=expected - len(records))
     summary.wall_time_s = sum(record["wall_time_s"] for record in records)
     for family in task.lr_ranges:
-        result = summarize_family(task, suite, family, config, records)
+        result = summarize_family(task, suite, family, config, records, seeds)
         if result.methods:
             summary.families.append(result)
     return summary

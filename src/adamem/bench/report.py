@@ -70,9 +70,11 @@ class Results:
         return cls(list(latest.values()), suite, ordered, seeds, device)
 
     @classmethod
-    def load(cls, path: Path) -> Results:
+    def load(cls, path: Path, tasks: list[str] | None = None, seeds: int | None = None) -> Results:
         """The records of a results file written by ``adamem bench`` (or a gzipped copy,
-        ``*.gz``), with the suite, device, tasks and number of seeds read off the records."""
+        ``*.gz``), with the suite and device read off the records, and the tasks and number
+        of seeds too unless given (an unfinished benchmark's records may lack tasks or
+        seeds: given, they count as missing runs)."""
         path = Path(path)
         if path.suffix == ".gz":  # a finished, archived file: every line must be whole
             with gzip.open(path, "rt") as file:
@@ -87,8 +89,10 @@ class Results:
             if len(values) > 1:
                 raise ValueError(f"{path} mixes {name}s: {', '.join(sorted(values))}")
             found[name] = values.pop()
-        tasks = [name for name in TASKS if any(record["task"] == name for record in records)]
-        seeds = 1 + max(record["seed"] for record in records)
+        if tasks is None:
+            tasks = [name for name in TASKS if any(record["task"] == name for record in records)]
+        if seeds is None:
+            seeds = 1 + max(record["seed"] for record in records)
         return cls.of(records, found["suite"], tasks, seeds, found["device"])
 
     @property
@@ -118,7 +122,9 @@ class Results:
                 task = TASKS[name]
                 expected = expected_runs(self.suite, name, self.seeds, self.device)
                 config = task.config(self.suite, self.device)
-                summaries.append(analysis.summarize(task, self.suite, config, runs, expected))
+                summaries.append(
+                    analysis.summarize(task, self.suite, config, runs, expected, self.seeds)
+                )
         return summaries
 
 
@@ -316,11 +322,12 @@ def _task_section(
 def _judged(
     tasks: list[TaskSummary],
 ) -> Iterator[tuple[TaskSummary, MethodSummary, MethodSummary]]:
-    """Each AM method that has a baseline to be judged against: ``(task, method, baseline)``."""
+    """Each AM method with a verdict against its family's baseline: ``(task, method,
+    baseline)`` (a family with runs still missing has none)."""
     for task in tasks:
         for family in task.families:
             for summary in family.methods:
-                if family.baseline is not None and summary.method.adaptive:
+                if family.baseline is not None and summary.verdict:
                     yield task, summary, family.baseline
 
 
@@ -364,7 +371,7 @@ def _closing_note(tasks: list[TaskSummary]) -> list[str]:
                 continue
             base = family.baseline
             for summary in family.methods:
-                if summary.method.adaptive:
+                if summary.verdict:
                     parts.append(
                         f"{summary.method.name} **{summary.verdict}** against {base.method.name} "
                         f"({number(summary.report.mean)} vs {number(base.report.mean)})"
@@ -453,16 +460,23 @@ def _provenance(results: Results) -> str:
     )
 
 
+_AM_DEFAULTS = (
+    "AM keeps its defaults (lambd 0.1; caps 0.9 for AM-SGD, 0.89 for AM-AdamW, 0.95 for AM-Muon)"
+)
+
+
 def _protocol() -> list[str]:
     return [
         "## Protocol",
         "",
-        "* Methods: `amsgd-tensor` and `amsgd-global` (AMSGD, scope tensor/global) against heavy "
-        "ball in EMA form `hb-<beta>` and `torch.optim.SGD(momentum=0.9)` (`sgd-0.9`); "
-        "`amadamw-tensor` and `amadamw-global` against `torch.optim.AdamW` with beta1 = "
-        "`adamw-<beta1>`. SGD-family learning rates are in EMA units (steady-state step "
-        "lr*g; `sgd-0.9` runs at lr*(1-0.9)). AM keeps its defaults (lambd 0.1, caps 0.9 / "
-        "0.89); only the learning rate is tuned, for every method alike. Learning rates are "
+        "* Methods, in three families (the variants and the baselines of each are listed "
+        "in its tables): AMSGD (`amsgd-<scope>`, ...) against heavy ball in EMA form "
+        "`hb-<beta>` and `torch.optim.SGD` with momentum and Nesterov; AMAdamW "
+        "(`amadamw-<scope>`, ...) against `torch.optim.AdamW` (`adamw-<beta1>`) and NAdam; "
+        "AMMuon with AMAdamW on the non-matrix parameters (`ammuon-tensor`) against "
+        "`torch.optim.Muon` with AdamW (`muon-<momentum>`). SGD-family learning rates are in "
+        f"EMA units (steady-state step lr*g; `sgd-0.9` runs at lr*(1-0.9)). {_AM_DEFAULTS}; "
+        "only the learning rate is tuned, for every method alike. Learning rates are "
         "constant unless the method name ends in `+warmup`. Optimizers run their multi-tensor "
         "(foreach) implementations.",
         "* Each method's learning rate is the grid point with the lowest mean *selection* metric "
@@ -581,8 +595,8 @@ def _tuned_protocol(results: Results) -> list[str]:
         "* Tuning budget: every method gets the same learning-rate grid (given per task), "
         f"tried once with the tuning seed ({TUNING_SEED}); the learning rate with the lowest "
         "final selection metric (a validation metric) is chosen, and the other seeds run "
-        "there only. Nothing else is tuned: AM keeps its defaults (lambd 0.1, caps 0.9 / "
-        "0.89), the baselines their fixed momentum.",
+        f"there only. Nothing else is tuned: {_AM_DEFAULTS}, the baselines their fixed "
+        "momentum.",
         f"* {results.seeds} seed(s) at each method's chosen learning rate, the tuning seed "
         "included; the report metric (a test metric) is given as mean ± sample std over "
         "them.",
@@ -596,10 +610,31 @@ def _tuned_protocol(results: Results) -> list[str]:
     ]
 
 
+def _unfinished_notice(results: Results) -> list[str]:
+    """A warning at the top of the report of a benchmark whose runs are not all recorded."""
+    expected = {
+        name: expected_runs(results.suite, name, results.seeds, results.device)
+        for name in results.tasks
+    }
+    total = sum(expected.values())
+    if len(results.records) >= total:
+        return []
+    recorded = {record["task"] for record in results.records}
+    empty = [name for name in results.tasks if name not in recorded]
+    return [
+        f"**Unfinished: {len(results.records)} of the {total} planned runs are recorded**"
+        + (f" (none yet of {', '.join(empty)})" if empty else "")
+        + ". Verdicts are given only for families whose runs are all recorded; the other "
+        "numbers are provisional: best learning rates and baselines can still change.",
+        "",
+    ]
+
+
 def _tuned_report(results: Results, tasks: list[TaskSummary], figures: Figures, out: Path) -> str:
     lines = [
         f"# adamem benchmark: `{results.command}`",
         "",
+        *_unfinished_notice(results),
         *_tuned_verdict_table(tasks),
         _provenance(results),
         "",
@@ -622,7 +657,7 @@ def _tuned_report(results: Results, tasks: list[TaskSummary], figures: Figures, 
 
 
 def _report(results: Results, tasks: list[TaskSummary], figures: Figures, out: Path) -> str:
-    lines = [f"# adamem benchmark: `{results.command}`", ""]
+    lines = [f"# adamem benchmark: `{results.command}`", "", *_unfinished_notice(results)]
     if not results.gives_verdicts:
         lines += _machinery_notice(results)
     lines += [_provenance(results), "", *_protocol()]
