@@ -73,16 +73,20 @@ def test_orthogonalize_converges_to_the_polar_factor(shape):
         torch.testing.assert_close(orthogonal, polar(matrix), atol=1e-10, rtol=0)
 
 
-def test_orthogonalize_matches_torch_muon_in_bfloat16():
-    matrix = torch.randn(24, 40, generator=torch.Generator().manual_seed(1))
-    ours = orthogonalize(matrix.bfloat16()[None], steps=5)[0].float()
-    theirs = torch_muon._zeropower_via_newtonschulz(
-        matrix, adamem.ammuon.NS_COEFFICIENTS, 5, 1e-7
-    ).float()
-    # bf16 products fused differently (addmm vs baddbmm): agreement to bf16 resolution.
-    assert (ours - theirs).abs().max() < 0.05
-    singular_values = torch.linalg.svdvals(ours)
-    assert singular_values.min() > 0.5 and singular_values.max() < 1.3
+@pytest.mark.parametrize("shape", [(24, 40), (40, 24)])
+def test_orthogonalize_is_torch_muons_for_a_matrix_and_agrees_for_a_stack(shape):
+    matrices = torch.randn(3, *shape, generator=torch.Generator().manual_seed(1))
+    for matrix in matrices:
+        ours = orthogonalize(matrix.bfloat16(), steps=5)
+        theirs = torch_muon._zeropower_via_newtonschulz(
+            matrix, adamem.ammuon.NS_COEFFICIENTS, 5, 1e-7
+        )
+        assert torch.equal(ours, theirs)  # the same operations, bit for bit
+        singular_values = torch.linalg.svdvals(ours.float())
+        assert singular_values.min() > 0.5 and singular_values.max() < 1.3
+    stacked = orthogonalize(matrices.double(), steps=5)
+    for matrix, orthogonal in zip(matrices, stacked):
+        torch.testing.assert_close(orthogonal, orthogonalize(matrix.double()), atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -139,7 +143,7 @@ def test_step_solves_the_model_then_orthogonalizes(seed, nesterov):
 
 # ----------------------------------------------------------------------- torch.optim.Muon
 def fp64_newton_schulz(grad, ns_coefficients, ns_steps, eps):
-    return orthogonalize(grad.double()[None], ns_coefficients, ns_steps, eps)[0]
+    return orthogonalize(grad.double(), ns_coefficients, ns_steps, eps)
 
 
 def quadratic_grad(param, step):

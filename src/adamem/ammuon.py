@@ -64,8 +64,9 @@ def orthogonalize(
     steps: int = 5,
     eps: float = 1e-7,
 ) -> Tensor:
-    r"""Approximate the orthogonal factor :math:`UV^\top` of each matrix in ``matrices``
-    (shape ``(k, m, n)``) by ``steps`` Newton-Schulz iterations, in ``matrices``' dtype.
+    r"""Approximate the orthogonal factor :math:`UV^\top` of a matrix (shape ``(m, n)``) or
+    of each of a stack of them (``(k, m, n)``) by ``steps`` Newton-Schulz iterations, in
+    ``matrices``' dtype. A single matrix takes the same operations as ``torch.optim.Muon``.
 
     Each matrix is divided by its Frobenius norm (at least ``eps``), which puts every singular
     value in ``[0, 1]``; then, on the wide orientation, :math:`X \leftarrow aX + (bA + cA^2)X`
@@ -77,9 +78,10 @@ def orthogonalize(
     tall = matrices.size(-2) > matrices.size(-1)
     x = matrices.mT if tall else matrices
     x = x / torch.linalg.matrix_norm(x, keepdim=True).clamp(min=eps)
+    multiply_add = torch.addmm if x.dim() == 2 else torch.baddbmm
     for _ in range(steps):
         gram = x @ x.mT
-        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+        x = multiply_add(x, multiply_add(gram, gram, gram, beta=b, alpha=c), x, beta=a)
     return x.mT if tall else x
 
 
@@ -122,8 +124,8 @@ class AMMuon(EMAMemory):
             and fp64 for fp64 matrices. ``torch.float32`` orthogonalises more accurately, at
             about twice the cost.
         maximize: maximise the objective instead (``p.grad`` is left untouched).
-        foreach: memories by multi-tensor ops and one batched orthogonalisation per matrix
-            shape; ``None`` picks it when all matrices are on CUDA.
+        foreach: memories by multi-tensor ops and, on CUDA, one batched orthogonalisation per
+            matrix shape; ``None`` picks it when all matrices are on CUDA.
 
     After a step, ``optimizer.state[p]["beta"]`` holds the beta of ``p``'s block (0 before
     the second step). Under FSDP2/DTensor each sharded matrix is gathered for its
@@ -290,7 +292,9 @@ class _TorchStep(amsgd._TorchStep):
             steps=group["ns_steps"],
             eps=group["eps"],
             dtype=group["ns_dtype"],
-            batched=self.foreach,
+            # Stacking saves kernel launches on GPUs; on the CPU, batched products are slower
+            # than one matrix at a time (which also matches torch's Muon bit for bit).
+            batched=self.foreach and full[0].is_cuda,
         )
         local = [_local_part(o, state) for o, state in zip(orthogonal, batch.states)]
         muon_update(
@@ -355,9 +359,9 @@ def orthogonalize_all(
     ``batched`` stacks the matrices of one shape, dtype and device into one call."""
     if not batched:
         return [
-            orthogonalize(m.to(iteration_dtype(dtype, m.dtype))[None], coefficients, steps, eps)[
-                0
-            ].to(m.dtype)
+            orthogonalize(m.to(iteration_dtype(dtype, m.dtype)), coefficients, steps, eps).to(
+                m.dtype
+            )
             for m in matrices
         ]
     by_kind: dict[tuple, list[int]] = {}
