@@ -384,12 +384,15 @@ def muon_update(
     weight_decay: float,
     factors: list[float],
 ) -> None:
-    """``x <- (1 - lr weight_decay) x - lr factor O`` for each matrix, in the compute dtype."""
+    """``x <- (1 - lr weight_decay) x - lr factor O`` for each matrix, in the compute dtype
+    (in place: on the parameters when they are in it; ``orthogonal`` is scaled in place)."""
     xs = ops.in_dtype(params, [compute_dtype(p) for p in params])
     if weight_decay != 0:
-        xs = ops.scale(xs, 1 - lr * weight_decay)
-    steps = [o * (lr * factor) for o, factor in zip(orthogonal, factors)]
-    ops.write_back(params, torch._foreach_sub(xs, steps))
+        torch._foreach_mul_(xs, 1 - lr * weight_decay)
+    for o, factor in zip(orthogonal, factors):
+        o.mul_(lr * factor)
+    torch._foreach_sub_(xs, orthogonal)
+    ops.write_back(params, xs)
 
 
 def _gather(direction: Tensor, state: dict[str, Any]) -> Tensor:
