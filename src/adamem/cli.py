@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         help="benchmark AM against tuned fixed momentum",
         description=textwrap.fill(
-            "Benchmark AMSGD and AMAdamW against tuned fixed-momentum baselines; write "
+            "Benchmark AMSGD, AMAdamW and AMMuon against tuned fixed-momentum baselines; write "
             f"{RESULTS}, report.md and plots/ to --out. Running it needs the bench extra.",
             width=88,
         ),
