@@ -275,6 +275,7 @@ def test_refuses_what_muon_cannot_optimise(param, error, match):
         ({"ns_steps": 2.0}, ValueError, "ns_steps"),
         ({"ns_coefficients": (1.0, 2.0)}, ValueError, "ns_coefficients"),
         ({"ns_coefficients": (1.0, float("nan"), 2.0)}, ValueError, "ns_coefficients"),
+        ({"ns_coefficients": (float("-inf"), 1.0, 2.0)}, ValueError, "ns_coefficients"),
         ({"adjust_lr_fn": "rms"}, ValueError, "adjust_lr_fn"),
         ({"eps": 0.0}, ValueError, "eps"),
         ({"ns_dtype": torch.int32}, TypeError, "ns_dtype"),

@@ -194,7 +194,14 @@ class AMMuon(EMAMemory):
                 f"ns_coefficients must be three numbers (a, b, c), got {coefficients!r}"
             )
         for name, value in zip("abc", coefficients):
-            check_number(f"ns_coefficients[{name!r}]", value, -math.inf, math.inf, high_open=True)
+            check_number(
+                f"ns_coefficients[{name!r}]",
+                value,
+                -math.inf,
+                math.inf,
+                low_open=True,
+                high_open=True,
+            )
         check_number("eps", group["eps"], 0.0, float("inf"), low_open=True, high_open=True)
         steps = group["ns_steps"]
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps < 100:
