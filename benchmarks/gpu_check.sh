@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything that needs a CUDA GPU, in one run: the Triton path's tests compiled on the device
-# (and the CUDA-only logging test), then the step-time benchmark on cuda. Logs go to $OUT.
+# (and the CUDA-only logging and AM-Muon tests), then the step-time benchmark on cuda (AM-Muon
+# against torch.optim.Muon among its implementations). Logs go to $OUT.
 #   OUT=gpu-results bash benchmarks/gpu_check.sh
 set -u
 OUT=${OUT:-gpu-results}
@@ -9,7 +10,7 @@ export PYTHONPATH=src PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" \
     | tee -a "$OUT/gpu.txt"
-timeout 120 python -m pytest tests/test_triton.py tests/test_logging.py -q -p no:cacheprovider \
+timeout 120 python -m pytest tests/test_triton.py tests/test_logging.py tests/test_ammuon.py -q -p no:cacheprovider \
     > "$OUT/pytest_cuda.log" 2>&1
 echo "pytest exit $?"; grep -E "passed|failed|^FAILED|^ERROR" "$OUT/pytest_cuda.log" | tail -20
 timeout 100 python benchmarks/triton_configs.py > "$OUT/triton_configs.txt" 2>&1

@@ -150,7 +150,7 @@ def quadratic_grad(param, step):
     noise = torch.randn(
         param.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(step)
     )
-    param.grad = 0.7 * param.detach() + noise
+    param.grad = 0.7 * param.detach() + noise.to(param.device, param.dtype)
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
@@ -344,3 +344,29 @@ def test_muon_param_groups_checks_head_names():
         adamem.muon_param_groups(TinyGPT(False), head_names="lm_head")
     matrices, _ = adamem.muon_param_groups(TinyGPT(False), head_names=("lm_head", "out"))
     assert len(matrices) == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cuda_batched_step_equals_the_reference_and_the_cpu(dtype):
+    """On CUDA the multi-tensor path stacks same-shape matrices into one orthogonalisation."""
+
+    def run(device, foreach):
+        shapes = [(6, 4), (6, 4), (4, 9), (6, 4)]
+        params = [
+            torch.nn.Parameter(
+                torch.randn(s, generator=torch.Generator().manual_seed(i), dtype=dtype).to(device)
+            )
+            for i, s in enumerate(shapes)
+        ]
+        optimizer = adamem.AMMuon(params, lr=0.02, foreach=foreach, ns_dtype=dtype)
+        for step in range(5):
+            for p in params:
+                quadratic_grad(p, step)
+            optimizer.step()
+        return torch.cat([p.detach().cpu().flatten() for p in params])
+
+    tolerance = dict(atol=1e-12, rtol=0) if dtype == torch.float64 else dict(atol=1e-5, rtol=1e-4)
+    reference = run("cpu", False)
+    torch.testing.assert_close(run("cuda", True), reference, **tolerance)
+    torch.testing.assert_close(run("cuda", False), reference, **tolerance)
