@@ -284,6 +284,20 @@ def test_cached_layout_follows_replaced_storage(case, fused_calls):
 
 
 @parametrize_cases(with_kernels(BASE_CASES))
+def test_fresh_gradients_each_step_reuse_the_cached_records(case, monkeypatch, fused_calls):
+    """A training loop's zero_grad(set_to_none=True) gives every step new gradients: the
+    records are built for the first step (which creates the state) and the second, then
+    take the new addresses; the steps equal the reference's."""
+    built = []
+    records = cpu.records
+    monkeypatch.setattr(cpu, "records", lambda *args: built.append(1) or records(*args))
+    fused = _run_with_changes(case, True, lambda opt, params: None)
+    assert len(fused_calls) == 6 and len(built) == 2
+    reference = _run_with_changes(case, False, lambda opt, params: None)
+    assert_equal_states(fused, reference, rtol=0, atol=1e-12)
+
+
+@parametrize_cases(with_kernels(BASE_CASES))
 def test_cached_layout_rechecks_a_parameter_made_non_contiguous(case, fused_calls):
     """``p.data = p.data.t()`` keeps the address but not the layout the kernels assume."""
 

@@ -19,9 +19,10 @@ from .._core.batch import ParamBatch
 from . import build
 from .contract import RECORD, Kernels, hyper_values, kernel_hyper
 
-__all__ = ["FusedStep", "records", "step"]
+__all__ = ["FusedStep", "records", "set_gradient_addresses", "step"]
 
 RECORD_FIELDS = len(RECORD)
+_GRADIENT = RECORD.index("g")
 
 _SUFFIXES = {torch.float32: "f32", torch.float64: "f64"}
 _COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
@@ -105,6 +106,12 @@ def step(batch: ParamBatch, kind: Kernels, records: array, per_tensor: bool) -> 
     # Only here is a tensor lr read on the host: its group's tensors are all on the CPU.
     hyper = array("d", map(float, hyper_values(kernel_hyper(kind, batch.group))))
     return FusedStep(kind, entry_points, records, batch, hyper, per_tensor)
+
+
+def set_gradient_addresses(records: array, batch: ParamBatch) -> None:
+    """Write the addresses of ``batch``'s gradients into its cached ``records``."""
+    for index, gradient in enumerate(batch.grads):
+        records[index * RECORD_FIELDS + _GRADIENT] = gradient.data_ptr()
 
 
 def records(batch: ParamBatch, kind: Kernels) -> array | str:

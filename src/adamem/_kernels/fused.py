@@ -63,10 +63,16 @@ def plan(batch: ParamBatch, kind: Kernels | None, layouts: dict[int, tuple[tuple
             build.warn_once("adamem: fused=True, but this optimizer has no fused kernels")
         return None
     on_triton = uses_triton(batch.grads[0].device)
-    key = fingerprint(batch, kind)
+    # A training loop's zero_grad(set_to_none=True) makes fresh gradients every step. The CPU
+    # records take their new addresses in place (the grad setter keeps each gradient's dtype,
+    # device and shape those of its parameter); rebuilding the records would cost more than
+    # the rest of the step's host work. The Triton table lives on the device: rebuilt.
+    key = fingerprint(batch, kind, gradient_addresses=on_triton)
     cached = layouts.get(id(group))
     if cached is not None and cached[0] == key:
         layout = cached[1]
+        if not on_triton:
+            cpu.set_gradient_addresses(layout, batch)
     else:
         layout = _cuda_layout(batch, kind) if on_triton else cpu.records(batch, kind)
         if isinstance(layout, str):
@@ -81,11 +87,13 @@ def plan(batch: ParamBatch, kind: Kernels | None, layouts: dict[int, tuple[tuple
     return cpu.step(batch, kind, layout, per_tensor=tensor_blocks(batch))
 
 
-def fingerprint(batch: ParamBatch, kind: Kernels) -> tuple:
+def fingerprint(batch: ParamBatch, kind: Kernels, gradient_addresses: bool = True) -> tuple:
     """What a group's kernel layout depends on and can change from step to step: which
-    tensors take part, their addresses (state scalars too) and sizes, and whether the
-    parameters and gradients are contiguous. A tensor cannot change dtype or device without
-    new storage, so an unchanged fingerprint means the last layout's checks still hold."""
+    tensors take part, their addresses (state scalars too; gradients' only with
+    ``gradient_addresses``) and sizes, and whether the parameters and gradients are
+    contiguous. A tensor cannot change dtype or device without new storage, nor a gradient
+    those of its parameter, so an unchanged fingerprint means the last layout's checks still
+    hold."""
     memories = batch.state_list(kind.memory_key)
     second_moments = (
         batch.state_list(kind.second_moment_key) if kind.second_moment_key else memories
@@ -93,7 +101,8 @@ def fingerprint(batch: ParamBatch, kind: Kernels) -> tuple:
     scalar_keys = sorted(kind.scalar_keys)
     parts: list[Any] = [batch.first_steps]
     for x, g, d, v, state in zip(batch.params, batch.grads, memories, second_moments, batch.states):
-        parts += (x.data_ptr(), g.data_ptr(), d.data_ptr(), v.data_ptr(), x.numel())
+        gradient = g.data_ptr() if gradient_addresses else 0
+        parts += (x.data_ptr(), gradient, d.data_ptr(), v.data_ptr(), x.numel())
         parts += (x.is_contiguous(), g.is_contiguous())
         parts += [state[key].data_ptr() for key in scalar_keys]
     return tuple(parts)
