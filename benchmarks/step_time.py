@@ -64,8 +64,8 @@ IMPLEMENTATIONS: dict[str, Factory] = {
     "amsgd-reference": lambda p: adamem.AMSGD(p, lr=0.1, foreach=False),
     "torch-muon": lambda p: torch.optim.Muon(hidden_matrices(p), lr=0.02),
     "ammuon-foreach": lambda p: adamem.AMMuon(hidden_matrices(p), lr=0.02, foreach=True),
-    "ammuon-foreach-bf16": lambda p: adamem.AMMuon(
-        hidden_matrices(p), lr=0.02, foreach=True, ns_dtype=torch.bfloat16
+    "ammuon-foreach-fp32": lambda p: adamem.AMMuon(
+        hidden_matrices(p), lr=0.02, foreach=True, ns_dtype=torch.float32
     ),
     "ammuon-reference": lambda p: adamem.AMMuon(hidden_matrices(p), lr=0.02, foreach=False),
     # noise_averaging: the running average between the passes; the C step takes two passes.
