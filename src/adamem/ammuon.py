@@ -44,7 +44,7 @@ from torch import Tensor
 
 from . import amsgd
 from ._core import tensor_ops as ops
-from ._core.batch import LearningRate, ParamBatch, compute_dtype, use_foreach
+from ._core.batch import LearningRate, ParamBatch, compute_dtype
 from ._core.checks import check_choice, check_flag, check_learning_rate, check_number
 from ._core.distributed import is_dtensor
 from .amsgd import EMAMemory, amsgd_memory_step, amsgd_memory_steps
@@ -145,6 +145,7 @@ class AMMuon(EMAMemory):
         True
     """
 
+    kernels = None  # no fused kernels: the orthogonalisation's matrix products dominate
     _group_defaults = {"scope": "tensor", "maximize": False, "foreach": None, "ns_dtype": None}
 
     def __init__(
@@ -264,10 +265,6 @@ class AMMuon(EMAMemory):
 
     def _conversion_hint(self) -> str:
         return "; to continue a torch.optim.Muon run, use load_muon_state_dict"
-
-    def _plan(self, batch: ParamBatch) -> _TorchStep:
-        # No fused kernels: the orthogonalisation's matrix products dominate the step.
-        return self._torch_step(batch, use_foreach(batch.group, batch.params))
 
     def _torch_step(self, batch: ParamBatch, foreach: bool) -> _TorchStep:
         return _TorchStep(batch, foreach)

@@ -54,12 +54,13 @@ def plan(batch: ParamBatch, kind: Kernels | None, layouts: dict[int, tuple[tuple
     and checking it costs more than the rest of a step's host work.
     """
     group = batch.group
-    if group["fused"] is False or (group["fused"] is None and group["foreach"] is not None):
+    setting = group.get("fused")  # an optimizer without kernels need not take the option
+    if setting is False or (setting is None and group["foreach"] is not None):
         return None
     if not len(batch) or torch.compiler.is_compiling():
         return None
     if kind is None:  # an optimizer without kernels (yet)
-        if group["fused"]:
+        if setting:
             build.warn_once("adamem: fused=True, but this optimizer has no fused kernels")
         return None
     on_triton = uses_triton(batch.grads[0].device)
@@ -76,7 +77,7 @@ def plan(batch: ParamBatch, kind: Kernels | None, layouts: dict[int, tuple[tuple
     else:
         layout = _cuda_layout(batch, kind) if on_triton else cpu.records(batch, kind)
         if isinstance(layout, str):
-            if group["fused"]:
+            if setting:
                 build.warn_once(f"adamem: fused=True, but {layout}; using the torch path")
             return None
         layouts[id(group)] = (key, layout)
