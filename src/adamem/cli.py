@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 import textwrap
+from collections.abc import Iterable
 from pathlib import Path
 
 BENCH_MODULES = ("numpy", "sklearn", "mnist1d", "matplotlib", "tqdm")
@@ -100,19 +101,11 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument("--suite", choices=SUITES, default="quick", help="sizes (default: quick)")
-    bench.add_argument(
-        "--tasks",
-        nargs="+",
-        choices=list(TASKS),
-        default=None,
-        metavar="TASK",
-        help="tasks to run (default: all of the suite's, listed below)",
-    )
-    bench.add_argument(
-        "--seeds",
-        type=_at_least_one,
-        default=None,
-        help="seeds per configuration; in medium and gpu, seeds at each method's chosen "
+    _add_plan_arguments(
+        bench,
+        TASKS,
+        tasks_help="tasks to run (default: all of the suite's, listed below)",
+        seeds_help="seeds per configuration; in medium and gpu, seeds at each method's chosen "
         "learning rate, the tuning seed included (default: "
         + ", ".join(f"{suite} {n}" for suite, n in DEFAULT_SEEDS.items())
         + ")",
@@ -152,20 +145,12 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--out", type=Path, help="output directory (default: the directory of RESULTS)"
     )
-    report.add_argument(
-        "--tasks",
-        nargs="+",
-        choices=list(TASKS),
-        default=None,
-        metavar="TASK",
-        help="the tasks the benchmark was run for (default: those in the records); give them "
-        "to report an unfinished benchmark's missing runs",
-    )
-    report.add_argument(
-        "--seeds",
-        type=_at_least_one,
-        default=None,
-        help="the seeds the benchmark was run with (default: read off the records)",
+    _add_plan_arguments(
+        report,
+        TASKS,
+        tasks_help="the tasks the benchmark was run for (default: those in the records); give "
+        "them to report an unfinished benchmark's missing runs",
+        seeds_help="the seeds the benchmark was run with (default: read off the records)",
     )
     report.add_argument(
         "--check",
@@ -174,6 +159,16 @@ def _parser() -> argparse.ArgumentParser:
         "what the records give (plots are not redrawn)",
     )
     return parser
+
+
+def _add_plan_arguments(
+    parser: argparse.ArgumentParser, tasks: Iterable[str], *, tasks_help: str, seeds_help: str
+) -> None:
+    """``--tasks`` and ``--seeds``: which runs a benchmark plans, for ``bench`` and ``report``."""
+    parser.add_argument(
+        "--tasks", nargs="+", choices=list(tasks), default=None, metavar="TASK", help=tasks_help
+    )
+    parser.add_argument("--seeds", type=_at_least_one, default=None, help=seeds_help)
 
 
 def _report(args: argparse.Namespace) -> int:
