@@ -146,36 +146,42 @@ def check_finite_inputs_give_finite_outputs(
     max_finite = torch.finfo(torch.float32 if dtype == torch.float16 else dtype).max
     options = dict(lr=lr, lambd=lambd, weight_decay=weight_decay, scope=scope, foreach=foreach)
     options.update(case.family.cap_options(cap))
+
+    def run(run_dtype):
+        """Four steps in ``run_dtype``: ``(params, optimizer)``, or ``None`` if the scaled
+        gradients do not fit the dtype."""
+        params = case.params(run_dtype, seed=seed)
+        optimizer = case.make(params, **options)
+        for step in range(4):
+            quadratic_grads(params, step, seed=seed)
+            for p in params:
+                p.grad = (p.grad.double() * 10.0**log_scale).to(run_dtype)
+            if not all(torch.isfinite(p.grad).all() for p in params):
+                return None
+            optimizer.step()
+        return params, optimizer
+
     if dtype != torch.float64:
         # A large lr on a steep quadratic diverges, and the exact iterates may leave the
         # dtype's range within the 4 steps (torch's SGD overflows there too): the property is
         # about runs whose float64 twin stays well in range. "Well": near the top of the range
         # the sums of squares saturate first (to inf, which gives beta 0, not NaN), and that
         # other beta moves a diverging run by a few times per step.
-        twin = case.params(torch.float64, seed=seed)
-        twin_optimizer = case.make(twin, **options)
-        for step in range(4):
-            quadratic_grads(twin, step, seed=seed)
-            for p in twin:
-                p.grad = p.grad * 10.0**log_scale
-            twin_optimizer.step()
-        second_moment = f".{case.family.second_moment_key}"  # may saturate: checked below
+        twin = run(torch.float64)
+        if twin is None:
+            return
+        saturating = case.family.second_moment_key  # may saturate: checked below
         values = [
             value
-            for key, value in state_tensors(twin_optimizer, twin).items()
-            if value.is_floating_point() and not key.endswith(second_moment)
+            for key, value in state_tensors(twin[1], twin[0]).items()
+            if value.is_floating_point() and key.rsplit(".", 1)[-1] != saturating
         ]
         if not all((value.abs() < 1e-4 * max_finite).all() for value in values):
             return
-    params = case.params(dtype, seed=seed)
-    optimizer = case.make(params, **options)
-    for step in range(4):
-        quadratic_grads(params, step, seed=seed)
-        for p in params:
-            p.grad = (p.grad.double() * 10.0**log_scale).to(dtype)
-        if not all(torch.isfinite(p.grad).all() for p in params):
-            return
-        optimizer.step()
+    result = run(dtype)
+    if result is None:
+        return
+    params, optimizer = result
     assert_finite(optimizer, params, (10.0**log_scale * 10) ** 2 > max_finite)
 
 
