@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from .methods import Method
-from .plan import TUNING_SEED, tuned_lr
+from .plan import TUNING_SEED, method_runs, tuned_lr
 from .tasks import TUNED_SUITES, Config, Task
 
 Record = dict[str, Any]
@@ -290,7 +290,7 @@ def summarize_family(
             continue
         runs = [r for r in records if r["method"] == method.name]
         recorded += len(runs)
-        planned += len(grid) + seeds - 1 if tuned else len(grid) * seeds
+        planned += method_runs(suite, len(grid), seeds)
         if runs:
             summaries.append(summarize_method(task, method, grid, runs, tuned))
     result = FamilySummary(family, summaries, complete=recorded >= planned)

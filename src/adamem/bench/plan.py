@@ -174,4 +174,17 @@ def expected_runs(suite: str, task: str, seeds: int, device: str) -> int:
         return len(plan(suite, [task], seeds, device))
     config = TASKS[task].config(suite, device)
     methods = TASKS[task].methods(suite)
-    return sum(len(TASKS[task].lr_grid(m.family, config)) + seeds - 1 for m in methods)
+    return sum(
+        method_runs(suite, len(TASKS[task].lr_grid(m.family, config)), seeds) for m in methods
+    )
+
+
+def method_runs(suite: str, learning_rates: int, seeds: int) -> int:
+    """The runs one method makes in ``suite`` over a grid of ``learning_rates``: each with
+    every seed, or in a tuned suite each with the tuning seed and then the other seeds at the
+    chosen one.
+
+    >>> method_runs("quick", 5, 3), method_runs("medium", 3, 3)
+    (15, 5)
+    """
+    return learning_rates + seeds - 1 if suite in TUNED_SUITES else learning_rates * seeds
