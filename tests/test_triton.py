@@ -6,11 +6,13 @@ every tensor spans several programs and the reduction loops. Without Triton only
 test runs.
 """
 
+import gc
 import io
 import os
 import subprocess
 import sys
 import warnings
+import weakref
 
 import pytest
 import torch
@@ -277,3 +279,33 @@ def test_triton_extreme_gradients_stay_finite(case, scale, kernels):
     assert_finite(opt, params, second_moment_may_overflow=True)
     for p in params:
         assert 0 <= float(opt.state[p]["beta"]) <= case.family.beta_cap
+
+
+@parametrize_cases(with_kernels(BASE_CASES))
+def test_triton_table_built_during_capture_outlives_its_replacement(
+    case, kernels, triton_module, monkeypatch
+):
+    """A CUDA graph captured while a group's table was built repeats its upload and reads the
+    table at every replay: that table stays alive when a later step builds another, while an
+    eagerly built table is released once replaced."""
+    params = device_params(torch.float32)
+    opt = case.make(params, fused=True)
+    quadratic_grads(params, 0)
+    opt.step()  # state, and an eager table
+    layouts = opt._kernel_layouts.latest
+
+    def new_table(capturing: bool) -> weakref.ref:
+        monkeypatch.setattr(triton_module, "capturing", lambda device: capturing)
+        for p in params:
+            p.grad = p.grad.clone()  # new addresses: the next step builds a new table
+        opt.step()
+        (_, layout), *_ = layouts.values()
+        return weakref.ref(layout.table)
+
+    eager = new_table(capturing=False)
+    captured = new_table(capturing=True)
+    new_table(capturing=False)
+    kernels.clear()  # the fixture's record of the steps holds their layouts
+    gc.collect()
+    assert eager() is None
+    assert captured() is not None

@@ -77,3 +77,9 @@ def use_foreach(group: dict[str, Any], params: list[Tensor]) -> bool:
     if group["foreach"] is not None:
         return group["foreach"]
     return bool(params) and all(p.device.type == "cuda" for p in params)
+
+
+def capturing(device: torch.device) -> bool:
+    """Whether work for ``device`` is being captured into a CUDA graph: the step then runs
+    only when the graph is replayed, and no host code runs at a replay."""
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()

@@ -70,6 +70,13 @@ def _is_split(placement: Any) -> bool:
     return placement.is_shard() or type(placement).__name__ == "_StridedShard"
 
 
+_FSDP1_MESSAGE = (
+    "{name} does not support FSDP1 (FullyShardedDataParallel): it hands the optimizer "
+    "flattened shards, from which the per-tensor sums of AM cannot be formed. Use FSDP2 "
+    "(torch.distributed.fsdp.fully_shard) or DDP; see docs/distributed.md"
+)
+
+
 def localize(param: Tensor, grad: Tensor, name: str) -> tuple[Tensor, Tensor, Sharding | None]:
     """``(local param, local grad, sharding)``; ``sharding`` is ``None`` for plain tensors.
 
@@ -77,16 +84,15 @@ def localize(param: Tensor, grad: Tensor, name: str) -> tuple[Tensor, Tensor, Sh
     DTensor parameter with a plain gradient (or the reverse), and meshes that differ between
     a parameter and its gradient. ``name`` is the optimizer's name, for the messages.
     """
+    if type(grad) is Tensor and type(param) in _PLAIN_TYPES:  # the common case, quickly
+        if getattr(param, "_fsdp_flattened", False):
+            raise NotImplementedError(_FSDP1_MESSAGE.format(name=name))
+        return param, grad, None
     if not is_dtensor(param):
         if is_dtensor(grad):
             raise TypeError(f"{name}: the parameter is a plain tensor but its gradient a DTensor")
         if getattr(param, "_fsdp_flattened", False):
-            raise NotImplementedError(
-                f"{name} does not support FSDP1 (FullyShardedDataParallel): it hands the "
-                "optimizer flattened shards, from which the per-tensor sums of AM cannot be "
-                "formed. Use FSDP2 (torch.distributed.fsdp.fully_shard) or DDP; see "
-                "docs/distributed.md"
-            )
+            raise NotImplementedError(_FSDP1_MESSAGE.format(name=name))
         return param, grad, None
     if not is_dtensor(grad):
         raise TypeError(

@@ -38,7 +38,14 @@ from torch.optim import Optimizer
 from .._kernels import fused
 from .._kernels.contract import Kernels
 from ..beta import SCOPES, RunningModels, block_betas
-from .batch import ParamBatch, compute_dtype, real_view, scalar_state, use_foreach
+from .batch import (
+    ParamBatch,
+    capturing,
+    compute_dtype,
+    real_view,
+    scalar_state,
+    use_foreach,
+)
 from .checks import check_choice, check_flag
 from .distributed import (
     Sharding,
@@ -77,9 +84,7 @@ class AMOptimizer(Optimizer):
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         self._flat_partition_group: Any = None  # set_flat_partition_group
-        self._kernel_layouts: dict[
-            int, tuple[tuple, Any]
-        ] = {}  # adamem._kernels.fused.plan's cache
+        self._kernel_layouts = fused.LayoutCache()
         self._solved: list[tuple[list[int], Tensor] | None] = []  # solved_betas
         super().__init__(params, defaults)
 
@@ -118,7 +123,7 @@ class AMOptimizer(Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("_flat_partition_group", None)
-        self.__dict__.setdefault("_kernel_layouts", {})
+        self.__dict__.setdefault("_kernel_layouts", fused.LayoutCache())
         self.__dict__.setdefault("_solved", [])
         for group in self.param_groups:
             for key, value in self._group_defaults.items():
@@ -253,39 +258,52 @@ class AMOptimizer(Optimizer):
     def _collect(self, group: dict[str, Any]) -> ParamBatch:
         """Gather the tensors with a gradient, creating state on first sight (first in order).
 
-        Gradients stay as stored (dtype, sign): the plan decides how to read them."""
+        Gradients stay as stored (dtype, sign): the plan decides how to read them. This runs
+        for every tensor at every step, so it is written for speed: the fused kernels' whole
+        host work is of the same order."""
+        name = type(self).__name__
         plain = True
+        states = self.state
         fresh: list[tuple[int, Tensor, Tensor, dict[str, Any], Sharding | None]] = []
         seen: list[tuple[int, Tensor, Tensor, dict[str, Any], Sharding | None]] = []
         for position, param in enumerate(group["params"]):
-            if param.grad is None:
-                continue
             grad = param.grad
+            if grad is None:
+                continue
             if grad.is_sparse:
                 raise TypeError(
-                    f"{type(self).__name__} does not support sparse gradients; "
+                    f"{name} does not support sparse gradients; "
                     "use a dense gradient (e.g. nn.Embedding(sparse=False))"
                 )
-            is_complex = param.is_complex()
-            if not is_complex and not param.is_floating_point():
-                raise TypeError(
-                    f"{type(self).__name__} optimises floating point tensors, got {param.dtype}"
-                )
-            local_param, grad, sharding = localize(param, grad, type(self).__name__)
-            plain = plain and local_param is param and not is_complex
-            state = self.state[param]
+            dtype = param.dtype
+            if not dtype.is_floating_point:
+                if not dtype.is_complex:
+                    raise TypeError(f"{name} optimises floating point tensors, got {dtype}")
+                plain = False
+            local_param, grad, sharding = localize(param, grad, name)
+            plain = plain and local_param is param
+            state = states[param]
             if not state:
+                if capturing(param.device):
+                    # Checked before the state exists: state made during a capture would
+                    # hold what the graph writes at its first replay, not zeros now.
+                    raise RuntimeError(
+                        f"{name}.step() is being captured into a CUDA graph, but a parameter "
+                        "takes its first step in it: a first step creates the state and follows "
+                        "its own rule, which the graph would repeat at every replay. Take an "
+                        "eager step first (the usual warm-up steps before a capture)"
+                    )
                 self._init_state(state, param, group)  # a DTensor gets DTensor buffers
                 fresh.append((position, local_param, grad, state, sharding))
             else:
                 seen.append((position, local_param, grad, state, sharding))
         batch = ParamBatch(group, first_steps=len(fresh), plain=plain)
-        for position, param, grad, state, sharding in chain(fresh, seen):
-            batch.positions.append(position)
-            batch.params.append(param if plain else real_view(param))
-            batch.grads.append(grad if plain else real_view(grad))
-            batch.states.append(state)
-            batch.shardings.append(sharding)
+        entries = fresh + seen if fresh else seen
+        if entries:
+            positions, params, grads, batch_states, shardings = map(list, zip(*entries))
+            batch.positions, batch.states, batch.shardings = positions, batch_states, shardings
+            batch.params = params if plain else [real_view(p) for p in params]
+            batch.grads = grads if plain else [real_view(g) for g in grads]
         return batch
 
     # --------------------------------------------------------------------- state dtypes

@@ -110,8 +110,7 @@ def step(batch: ParamBatch, kind: Kernels, records: array, per_tensor: bool) -> 
 
 def set_gradient_addresses(records: array, batch: ParamBatch) -> None:
     """Write the addresses of ``batch``'s gradients into its cached ``records``."""
-    for index, gradient in enumerate(batch.grads):
-        records[index * RECORD_FIELDS + _GRADIENT] = gradient.data_ptr()
+    records[_GRADIENT::RECORD_FIELDS] = array("q", map(Tensor.data_ptr, batch.grads))
 
 
 def records(batch: ParamBatch, kind: Kernels) -> array | str:

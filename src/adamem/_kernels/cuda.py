@@ -38,7 +38,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .._core.batch import ParamBatch, compute_dtype
+from .._core.batch import ParamBatch, capturing, compute_dtype
 from .contract import HYPER, RECORD, hyper_values, kernel_hyper
 
 __all__ = ["STEPS", "AdamWStep", "Layout", "SGDStep", "Unsupported", "layout"]
@@ -578,7 +578,9 @@ class Layout:
         self.most_chunks = most_chunks
         self.config = config
         table = array("q", bytes(8 * HYPER_FIELDS)) + body
-        self.table = _upload(table, device)
+        # Built during a CUDA graph capture: the graph repeats the upload at every replay.
+        self.captured = capturing(device)
+        self.table, self._host_table = _upload(table, device, self.captured)
         hyper, self.records, self.chunk_begins, self.chunk_list = self.table.split(
             [HYPER_FIELDS, *sections]
         )
@@ -821,11 +823,18 @@ def _lr(lr: float | Tensor) -> float | Tensor:
     return lr
 
 
-def _upload(table: array, device: torch.device) -> Tensor:
-    """Copy ``table`` to ``device`` without waiting: from pinned memory, ``non_blocking``."""
+def _upload(table: array, device: torch.device, captured: bool) -> tuple[Tensor, Any]:
+    """Copy ``table`` to ``device`` without waiting; return the copy and the host memory that
+    must outlive it: during a CUDA graph capture the copy becomes a node of the graph, which
+    reads the host memory again at every replay."""
     host = torch.frombuffer(table, dtype=torch.int64)
     if device.type == "cpu":  # the interpreter runs the kernels on CPU tensors
-        return host.clone()
+        return host.clone(), None
+    if captured:
+        # Not through pinned memory, whose allocator may recycle a block once the copy is
+        # done: the graph's copy node reads these bytes again at every replay, and the
+        # layout keeps them, unchanged, for its lifetime.
+        return host.to(device, non_blocking=True), (table, host)
     # Not host.pin_memory(): its is_pinned check alone costs more than the rest of the upload.
     pinned = torch.empty(len(table), dtype=torch.int64, pin_memory=True).copy_(host)
-    return pinned.to(device, non_blocking=True)
+    return pinned.to(device, non_blocking=True), None

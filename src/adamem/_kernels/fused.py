@@ -25,16 +25,18 @@ complex) CPU tensor, the kernels could be built, and the step is not being trace
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from .._core.batch import ParamBatch
 from .._core.checks import check_flag
 from . import build, cpu
 from .contract import Kernels
 
-__all__ = ["fingerprint", "plan", "tensor_blocks", "uses_triton", "validate_fused"]
+__all__ = ["LayoutCache", "fingerprint", "plan", "tensor_blocks", "uses_triton", "validate_fused"]
 
 
 def validate_fused(group: dict[str, Any]) -> None:
@@ -44,14 +46,26 @@ def validate_fused(group: dict[str, Any]) -> None:
         raise ValueError("fused=True and foreach=True are exclusive; set one of them")
 
 
-def plan(batch: ParamBatch, kind: Kernels | None, layouts: dict[int, tuple[tuple, Any]]) -> Any:
+class LayoutCache:
+    """An optimizer's kernel layouts: each group's last one, and those a CUDA graph replays.
+
+    ``latest`` maps a group (by ``id``) to its last ``(fingerprint, layout)``, reused while
+    the fingerprint is unchanged: building and checking a layout costs more than the rest of
+    a step's host work. A CUDA graph captured while a layout was built replays its upload and
+    reads its table at every replay, so such layouts are also kept in ``captured`` for the
+    optimizer's lifetime, whatever replaces them in ``latest``.
+    """
+
+    def __init__(self) -> None:
+        self.latest: dict[int, tuple[tuple, Any]] = {}
+        self.captured: list[Any] = []
+
+
+def plan(batch: ParamBatch, kind: Kernels | None, layouts: LayoutCache) -> Any:
     """The fused step of ``batch`` (a :class:`~adamem._kernels.cpu.FusedStep` on the CPU, a
     Triton step on CUDA), or ``None`` to take the torch path (also when ``kind`` is ``None``:
     the optimizer has no kernels); ``fused=True`` warns once when the group cannot take it.
-
-    ``layouts`` is the optimizer's cache of each group's last kernel layout (records and the
-    checks behind them), reused while the group's :func:`fingerprint` is unchanged: building
-    and checking it costs more than the rest of a step's host work.
+    ``layouts`` is the optimizer's :class:`LayoutCache`.
     """
     group = batch.group
     setting = group.get("fused")  # an optimizer without kernels need not take the option
@@ -69,7 +83,7 @@ def plan(batch: ParamBatch, kind: Kernels | None, layouts: dict[int, tuple[tuple
     # device and shape those of its parameter); rebuilding the records would cost more than
     # the rest of the step's host work. The Triton table lives on the device: rebuilt.
     key = fingerprint(batch, kind, gradient_addresses=on_triton)
-    cached = layouts.get(id(group))
+    cached = layouts.latest.get(id(group))
     if cached is not None and cached[0] == key:
         layout = cached[1]
         if not on_triton:
@@ -80,7 +94,9 @@ def plan(batch: ParamBatch, kind: Kernels | None, layouts: dict[int, tuple[tuple
             if setting:
                 build.warn_once(f"adamem: fused=True, but {layout}; using the torch path")
             return None
-        layouts[id(group)] = (key, layout)
+        layouts.latest[id(group)] = (key, layout)
+        if on_triton and layout.captured:
+            layouts.captured.append(layout)
     if on_triton:
         from . import cuda
 
@@ -94,18 +110,21 @@ def fingerprint(batch: ParamBatch, kind: Kernels, gradient_addresses: bool = Tru
     ``gradient_addresses``) and sizes, and whether the parameters and gradients are
     contiguous. A tensor cannot change dtype or device without new storage, nor a gradient
     those of its parameter, so an unchanged fingerprint means the last layout's checks still
-    hold."""
-    memories = batch.state_list(kind.memory_key)
-    second_moments = (
-        batch.state_list(kind.second_moment_key) if kind.second_moment_key else memories
-    )
-    scalar_keys = sorted(kind.scalar_keys)
+    hold. Every entry is a list of one value per tensor (so that the tuple's length tells
+    the tensor count), made by ``map`` over the tensors: this runs at every step."""
+    params, grads, states = batch.params, batch.grads, batch.states
     parts: list[Any] = [batch.first_steps]
-    for x, g, d, v, state in zip(batch.params, batch.grads, memories, second_moments, batch.states):
-        gradient = g.data_ptr() if gradient_addresses else 0
-        parts += (x.data_ptr(), gradient, d.data_ptr(), v.data_ptr(), x.numel())
-        parts += (x.is_contiguous(), g.is_contiguous())
-        parts += [state[key].data_ptr() for key in scalar_keys]
+    parts += map(Tensor.data_ptr, params)
+    parts += map(Tensor.data_ptr, batch.state_list(kind.memory_key))
+    if kind.second_moment_key:
+        parts += map(Tensor.data_ptr, batch.state_list(kind.second_moment_key))
+    if gradient_addresses:
+        parts += map(Tensor.data_ptr, grads)
+    parts += map(Tensor.numel, params)
+    parts += map(Tensor.is_contiguous, params)
+    parts += map(Tensor.is_contiguous, grads)
+    for key in sorted(kind.scalar_keys):
+        parts += map(Tensor.data_ptr, map(itemgetter(key), states))
     return tuple(parts)
 
 
@@ -117,7 +136,7 @@ def tensor_blocks(batch: ParamBatch) -> bool:
     return (
         batch.group["scope"] == "tensor"
         and batch.group.get("noise_averaging") is None
-        and all(s is None for s in batch.shardings)
+        and not any(batch.shardings)  # None for a whole tensor
     )
 
 
