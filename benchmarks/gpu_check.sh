@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything that needs a CUDA GPU, in one run: the Triton path's tests compiled on the device
-# (and the CUDA-only logging and AM-Muon tests), then the step-time benchmark on cuda (AM-Muon
-# against torch.optim.Muon among its implementations). Logs go to $OUT.
+# (and the CUDA-only logging, AM-Muon and CUDA graph tests), then the step-time benchmark on
+# cuda (graph-replayed steps and AM-Muon against torch.optim.Muon among its implementations),
+# the host time of a step, and a profile. Logs go to $OUT.
 #   OUT=gpu-results bash benchmarks/gpu_check.sh
 set -u
 OUT=${OUT:-gpu-results}
@@ -10,7 +11,8 @@ export PYTHONPATH=src PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" \
     | tee -a "$OUT/gpu.txt"
-timeout 120 python -m pytest tests/test_triton.py tests/test_logging.py tests/test_ammuon.py -q -p no:cacheprovider \
+timeout 240 python -m pytest tests/test_triton.py tests/test_logging.py tests/test_ammuon.py \
+    tests/test_cuda_graphs.py -q -p no:cacheprovider \
     > "$OUT/pytest_cuda.log" 2>&1
 echo "pytest exit $?"; grep -E "passed|failed|^FAILED|^ERROR" "$OUT/pytest_cuda.log" | tail -20
 timeout 100 python benchmarks/triton_configs.py > "$OUT/triton_configs.txt" 2>&1
@@ -41,3 +43,25 @@ for name, factory in (("amadamw", adamem.AMAdamW), ("amsgd", adamem.AMSGD)):
     print(averages.table(sort_by="self_cpu_time_total", row_limit=12))
 PY
 echo "profile exit $?"
+# Host time of a step: step() calls queued without waiting, at a size (1M) where the device's
+# work per step is far shorter than the host's, so the queue never fills.
+timeout 60 python - > "$OUT/host_time_cuda.txt" 2>&1 <<'PY'
+import sys
+import time
+import torch
+sys.path.insert(0, "benchmarks")
+import step_time
+step_time.DEVICE = torch.device("cuda")
+for impl in ("torch-adamw-fused", "amadamw-fused", "torch-sgd-fused", "amsgd-fused"):
+    opt = step_time.IMPLEMENTATIONS[impl](step_time.make_parameters(step_time.gpt_shapes(10**6), 0))
+    for _ in range(5):
+        opt.step()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(200):
+        opt.step()
+    host = (time.perf_counter() - start) / 200
+    torch.cuda.synchronize()
+    print(f"{impl:<20} host {host * 1e6:7.1f} us per step")
+PY
+echo "host time exit $?"; cat "$OUT/host_time_cuda.txt"

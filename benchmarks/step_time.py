@@ -74,11 +74,52 @@ IMPLEMENTATIONS: dict[str, Factory] = {
 }
 
 
+class CapturedStep:
+    """An optimizer whose ``step()`` replays a CUDA graph of its own step: warm-up steps on a
+    side stream, then one captured step (docs/speed.md, *CUDA graphs*). The lr is a device
+    tensor, so that a schedule could change it between replays."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup: int = 3) -> None:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                optimizer.step()
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            optimizer.step()
+        self.optimizer = optimizer
+
+    def step(self) -> None:
+        self.graph.replay()
+
+
+def device_lr(value: float) -> torch.Tensor:
+    return torch.tensor(value, device=DEVICE)
+
+
+# Graph-replayed steps (--device cuda only): torch's fused optimizers need capturable=True.
+GRAPH_IMPLEMENTATIONS: dict[str, Factory] = {
+    "torch-adamw-fused-graph": lambda p: CapturedStep(
+        torch.optim.AdamW(p, lr=device_lr(1e-3), weight_decay=0.01, fused=True, capturable=True)
+    ),
+    "amadamw-fused-graph": lambda p: CapturedStep(
+        adamem.AMAdamW(p, lr=device_lr(1e-3), weight_decay=0.01, fused=True)
+    ),
+    "torch-sgd-fused-graph": lambda p: CapturedStep(
+        torch.optim.SGD(p, lr=device_lr(1e-2), momentum=0.9, fused=True)
+    ),
+    "amsgd-fused-graph": lambda p: CapturedStep(adamem.AMSGD(p, lr=device_lr(0.1), fused=True)),
+}
+
+
 # fp32 arrays of the parameters' size that one step reads or writes at the least (weight decay
 # on for AdamW, off for SGD as configured above): torch AdamW reads x, g, m, v and writes x, m, v;
 # AM-AdamW's sums pass reads x, g, d, v and writes v, its update reads x, g, d, v and writes d, x;
 # torch SGD reads x, g, buf and writes x, buf; AM-SGD reads g, d, then x, g, d and writes d, x.
 ARRAYS_MOVED = {"torch-adamw-fused": 7, "amadamw-fused": 11, "torch-sgd-fused": 5, "amsgd-fused": 7}
+ARRAYS_MOVED.update({f"{impl}-graph": arrays for impl, arrays in ARRAYS_MOVED.items()})
 
 
 def copy_bandwidth(size_bytes: int = 2**30, repeats: int = 20) -> float:
@@ -99,7 +140,7 @@ def baseline_of(impl: str) -> str:
     if "muon" in impl:
         return "torch-muon"
     family = "adamw" if "adamw" in impl else "sgd"
-    return f"torch-{family}-fused"
+    return f"torch-{family}-fused" + ("-graph" if impl.endswith("-graph") else "")
 
 
 def gpt_shapes(target: int, layers: int = 8, context: int = 256) -> list[tuple[int, ...]]:
@@ -158,7 +199,9 @@ def step_records(sizes: list[int], impls: list[str], warmup: int, steps: int) ->
         shapes = gpt_shapes(size)
         numel = sum(math.prod(shape) for shape in shapes)
         optimizers = {
-            impl: IMPLEMENTATIONS[impl](make_parameters(shapes, seed=index))
+            impl: {**IMPLEMENTATIONS, **GRAPH_IMPLEMENTATIONS}[impl](
+                make_parameters(shapes, seed=index)
+            )
             for index, impl in enumerate(impls)
         }
         times = time_steps(optimizers, warmup, steps)
@@ -343,7 +386,13 @@ def main() -> None:
     parser.add_argument(
         "--sizes", default="1M,10M,50M", help="parameter counts, comma-separated (1e7, 10M, 500k)"
     )
-    parser.add_argument("--impls", default=",".join(IMPLEMENTATIONS), help="comma-separated")
+    parser.add_argument(
+        "--impls",
+        default=None,
+        help="comma-separated (default: all; with --device cuda also the graph-replayed steps, "
+        + ", ".join(GRAPH_IMPLEMENTATIONS)
+        + ")",
+    )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
@@ -357,7 +406,17 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = [parameter_count(size) for size in args.sizes.split(",")]
-    impls = args.impls.split(",")
+    if args.impls:
+        impls = args.impls.split(",")
+    else:
+        impls = list(IMPLEMENTATIONS)
+        if DEVICE.type == "cuda":
+            impls += GRAPH_IMPLEMENTATIONS
+    for impl in impls:
+        if impl in GRAPH_IMPLEMENTATIONS and DEVICE.type != "cuda":
+            parser.error(f"{impl} replays a CUDA graph: it needs --device cuda")
+        if impl not in IMPLEMENTATIONS and impl not in GRAPH_IMPLEMENTATIONS:
+            parser.error(f"unknown implementation {impl}")
     for impl in impls:
         if baseline_of(impl) not in impls:
             parser.error(f"{impl} needs its baseline {baseline_of(impl)} in --impls")
@@ -399,7 +458,7 @@ def main() -> None:
             f"empty kernel cache (compiles), {first['warm_cache_s']:.3f} s with cached kernels"
         )
         memory_size = parameter_count(args.memory_size)
-        peaks = peak_transient_bytes(memory_size, impls)
+        peaks = peak_transient_bytes(memory_size, [i for i in impls if i in IMPLEMENTATIONS])
         if peaks is not None:
             print(f"\npeak transient memory of one step, {memory_size:,} parameters:")
             for impl, peak in peaks.items():
