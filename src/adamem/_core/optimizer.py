@@ -38,14 +38,7 @@ from torch.optim import Optimizer
 from .._kernels import fused
 from .._kernels.contract import Kernels
 from ..beta import SCOPES, RunningModels, block_betas
-from .batch import (
-    ParamBatch,
-    capturing,
-    compute_dtype,
-    real_view,
-    scalar_state,
-    use_foreach,
-)
+from .batch import ParamBatch, capturing, compute_dtype, real_view, scalar_state, use_foreach
 from .checks import check_choice, check_flag
 from .distributed import (
     Sharding,
