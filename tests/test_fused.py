@@ -26,7 +26,6 @@ from helpers import (
 )
 
 import adamem
-from adamem._core import optimizer as core
 from adamem._kernels import build, cpu
 from adamem._kernels import fused as fused_path
 
@@ -310,18 +309,10 @@ def test_cached_layout_rechecks_a_parameter_made_non_contiguous(case, fused_call
 
 
 @parametrize_cases(with_kernels(BASE_CASES))
-def test_fused_path_records_the_solved_betas_exactly(case, monkeypatch):
-    """state["beta"] is the beta that adamem.beta solved, rounded once to the state's dtype,
-    and beta_product is multiplied by exactly that value."""
-    solved = []
-    block_betas = core.block_betas
-
-    def spy(*args, **kwargs):
-        betas = block_betas(*args, **kwargs)
-        solved.append([None if b is None else b.clone() for b in betas])
-        return betas
-
-    monkeypatch.setattr(core, "block_betas", spy)
+def test_fused_path_records_the_solved_betas_exactly(case):
+    """state["beta"] is the beta the step solved (``solved_betas()``, float64: by
+    adamem.beta, or in C by its rules), rounded once to the state's dtype, and beta_product
+    is multiplied by exactly that value."""
     params = case.params(torch.float32, shapes=[(3,)] * 40)
     optimizer = case.make(params, fused=True)
     generator = torch.Generator().manual_seed(0)
@@ -332,8 +323,9 @@ def test_fused_path_records_the_solved_betas_exactly(case, monkeypatch):
         optimizer.step()
         if step == 0:
             continue
-        betas = solved[-1][0]
-        assert betas is not None and betas.dtype == torch.float64
+        solved_params, betas = optimizer.solved_betas()[0]
+        assert [id(p) for p in solved_params] == [id(p) for p in params]
+        assert betas.dtype == torch.float64
         assert ((betas > 0) & (betas < 0.8)).sum() >= 3
         for p, beta in zip(params, betas):
             assert optimizer.state[p]["beta"] == beta.to(torch.float32)
@@ -389,6 +381,10 @@ def test_one_pass_per_tensor_equals_two_passes_bit_for_bit(case, dtype, monkeypa
         optimizer = case.make(params, fused=True)
         run(optimizer, params, steps=5, lrs=LRS, skip_every=3)
         results.append(state_tensors(optimizer, params))
+        for index, solved in enumerate(optimizer.solved_betas()):
+            if solved is not None:
+                results[-1][f"solved{index}"] = solved[1]
+    assert any(key.startswith("solved") for key in results[0])
     assert_equal_states(results[0], results[1], rtol=0, atol=0)
 
 

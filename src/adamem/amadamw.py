@@ -314,6 +314,8 @@ class AMAdamW(AMOptimizer):
 class _TorchStep:
     """AM-AdamW's step on torch ops: the multi-tensor path (``foreach``) or the reference."""
 
+    solved: Tensor | None = None  # the core solves the betas (StepPlan.solved)
+
     def __init__(self, batch: ParamBatch, foreach: bool, cap: float) -> None:
         self.batch = batch
         self.foreach = foreach

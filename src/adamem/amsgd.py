@@ -270,6 +270,8 @@ class _TorchStep:
 
     AM-Muon keeps the same memory and sums and replaces :meth:`apply`."""
 
+    solved: Tensor | None = None  # the core solves the betas (StepPlan.solved)
+
     def __init__(self, batch: ParamBatch, foreach: bool, coupled_weight_decay: float) -> None:
         self.batch = batch
         self.foreach = foreach

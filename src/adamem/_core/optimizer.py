@@ -52,9 +52,15 @@ from .distributed import (
 class StepPlan(Protocol):
     """How one group's step runs: the two phases around the beta solve."""
 
+    solved: Tensor | None
+    """The betas of the tensors past their first step if :meth:`block_sums` solved them and
+    took the whole step (the fused CPU step does so where each tensor is its own block, with
+    :func:`adamem.beta.select_beta`'s rules), else ``None``."""
+
     def block_sums(self) -> tuple[Tensor, Tensor] | None:
         """First steps, statistics that do not depend on beta, and the ``(a, b)`` of the
-        tensors past their first step (``None`` if there is none)."""
+        tensors past their first step (``None`` if there is none, or if it took the whole
+        step: see :attr:`solved`)."""
 
     def apply(self, betas: Tensor | None) -> None:
         """The update with one beta per tensor past its first step."""
@@ -149,9 +155,12 @@ class AMOptimizer(Optimizer):
                 for batch, group_sums in zip(batches, sums)
             ],
         )
-        for plan, beta in zip(plans, betas):
+        for index, plan in enumerate(plans):
             if plan is not None:
-                plan.apply(beta)
+                if plan.solved is None:
+                    plan.apply(betas[index])
+                else:
+                    betas[index] = plan.solved
         self._solved = [
             None if beta is None else (batch.positions[batch.first_steps :], beta)
             for batch, beta in zip(batches, betas)

@@ -34,10 +34,11 @@ class FusedStep:
     With ``per_tensor`` (every tensor is its own block, and no sum is completed across ranks),
     :meth:`block_sums` runs the whole step: for runs of tensors small enough to stay in cache,
     the sums pass, each tensor's beta (solved in C by ``select_beta``'s rules) and the update
-    pass, back to back. It returns the ``(a, b)`` it solved, from which
-    :func:`adamem.beta.block_betas` then gives the same betas to record, and :meth:`apply` has
-    nothing left to do. Otherwise the update waits for :meth:`apply`'s betas.
+    pass, back to back. It leaves the betas in :attr:`solved` and :meth:`apply` has nothing
+    left to do. Otherwise the update waits for :meth:`apply`'s betas.
     """
+
+    solved: Tensor | None = None
 
     def __init__(
         self,
@@ -69,17 +70,17 @@ class FusedStep:
             raise MemoryError(f"adamem's fused '{phase}' kernel could not allocate its work list")
 
     def block_sums(self) -> tuple[Tensor, Tensor] | None:
-        """Take the first steps, then return the ``(a, b)`` of the other tensors (float64)."""
+        """Take the first steps, then return the ``(a, b)`` of the other tensors (float64),
+        or, with ``per_tensor``, step them and return ``None``."""
         if self._first_steps:
             self._call("first", 0)
         seen = self._count - self._first_steps
         if not seen:
             return None
         if self._per_tensor:
-            terms = torch.empty(seen, 2, dtype=torch.float64)
-            self._call("steps", self._first_steps, terms.data_ptr())
-            a, b = terms.unbind(1)
-            return a, b
+            self.solved = torch.empty(seen, dtype=torch.float64)
+            self._call("steps", self._first_steps, self.solved.data_ptr())
+            return None
         dots = torch.empty(seen, self._kernels.dots, dtype=torch.float64)
         self._call("sums", self._first_steps, dots.data_ptr())
         return self._kernels.terms_from_dots(dots.T, self._group)

@@ -685,6 +685,8 @@ class _Step:
     """One group's step on the kernels: :meth:`block_sums` and :meth:`apply` are the
     optimizer's ``_block_sums`` and ``_apply``. Subclasses name the kernels."""
 
+    solved: Tensor | None = None  # the core solves the betas (StepPlan.solved)
+
     sums_kernel: Any
     reduce_kernel: Any
     update_kernel: Any

@@ -60,10 +60,10 @@ enum { K_BC1, K_INV_BC2, K_PREV_BC1, K_INV_PREV_BC2, K_ONE_MINUS_BETA, K_BETA, K
 typedef void (*chunk_fn)(const int64_t *record, const double *hyper, const double *constants,
                          int64_t start, int64_t stop, double *sums);
 
-/* Forms one tensor's (a, b) from its dots into terms[0..1], solves its beta and writes the
- * update's constants (K_BETA, K_ONE_MINUS_BETA). */
+/* Forms one tensor's (a, b) from its dots, solves its beta into *beta and writes the update's
+ * constants (K_BETA, K_ONE_MINUS_BETA). */
 typedef void (*solve_fn)(const int64_t *record, const double *hyper, double *constants,
-                         const double *dots, double *terms);
+                         const double *dots, double *beta);
 
 /*
  * Tensors from this size on are shared by all threads in run_tensor_steps (the smaller ones go
@@ -170,11 +170,11 @@ static void tensor_sums(const int64_t *records, int64_t t, const double *hyper,
  * take such tensors one at a time, with no barrier between them); a larger one is shared by all
  * threads chunk by chunk, with a barrier after each of its three stages. Each chunk's sums are
  * added in chunk order, as in run_chunks, so the results equal the two-pass step's and do not
- * depend on the thread count. terms[2 t], terms[2 t + 1] receive tensor t's (a, b).
+ * depend on the thread count. betas[t] receives tensor t's beta.
  */
 static int run_tensor_steps(const int64_t *records, int64_t count, const double *hyper,
                             double *constants, chunk_fn sums_fn, int nsums, solve_fn solve,
-                            chunk_fn update_fn, double *terms, int threads)
+                            chunk_fn update_fn, double *betas, int threads)
 {
     int64_t most_chunks = 1, elements = 0; /* partial sums of the largest shared tensor */
     for (int64_t t = 0; t < count; ++t) {
@@ -194,7 +194,7 @@ static int run_tensor_steps(const int64_t *records, int64_t count, const double 
                 continue;
             double dots[MAX_DOTS] = {0};
             tensor_sums(records, t, hyper, constants, sums_fn, nsums, dots);
-            solve(records + t * R_FIELDS, hyper, constants + t * K_FIELDS, dots, terms + 2 * t);
+            solve(records + t * R_FIELDS, hyper, constants + t * K_FIELDS, dots, betas + t);
             const int64_t numel = records[t * R_FIELDS + R_NUMEL];
             for (int64_t start = 0; start < numel; start += CHUNK)
                 update_fn(records + t * R_FIELDS, hyper, constants + t * K_FIELDS, start,
@@ -222,7 +222,7 @@ static int run_tensor_steps(const int64_t *records, int64_t count, const double 
                 for (int64_t i = 0; i < chunks; ++i)
                     for (int j = 0; j < nsums; ++j)
                         dots[j] += partial[i * MAX_DOTS + j];
-                solve(record, hyper, k, dots, terms + 2 * t);
+                solve(record, hyper, k, dots, betas + t);
             }
 #pragma omp for schedule(dynamic, 1)
             for (int64_t i = 0; i < chunks; ++i) {

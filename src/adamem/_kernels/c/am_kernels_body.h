@@ -181,20 +181,19 @@ int NAME(am_sgd_first)(const int64_t *records, int64_t count, const double *hype
  * update's weight (1 - beta) / (1 + lambd) as am_sgd_update computes it.
  */
 static void NAME(sgd_solve)(const int64_t *record, const double *hyper, double *constants,
-                            const double *dots, double *terms)
+                            const double *dots, double *beta_out)
 {
     const double scale = hyper[H_LR] / (1 + hyper[H_LAMBD]);
     const double gap = NAME(load)(record[R_PREV_LR]) * dots[0];
-    terms[0] = gap - scale * dots[1];
-    terms[1] = scale * dots[2];
-    const double beta = am_select_beta(terms[0], terms[1], hyper[H_CAP]);
+    const double beta = am_select_beta(gap - scale * dots[1], scale * dots[2], hyper[H_CAP]);
+    *beta_out = beta;
     constants[K_BETA] = beta;
     constants[K_ONE_MINUS_BETA] = ((T)1 - (T)beta) / (T)(1 + hyper[H_LAMBD]);
 }
 
 /* A step of tensors that are each their own block: sums, beta and update per run of tensors;
- * terms[2 t ...] receive each tensor's (a, b). */
-int NAME(am_sgd_steps)(const int64_t *records, int64_t count, const double *hyper, double *terms,
+ * betas[t] receives tensor t's beta. */
+int NAME(am_sgd_steps)(const int64_t *records, int64_t count, const double *hyper, double *betas,
                        int threads)
 {
     double *constants = calloc((size_t)(count > 0 ? count : 1) * K_FIELDS, sizeof *constants);
@@ -202,7 +201,7 @@ int NAME(am_sgd_steps)(const int64_t *records, int64_t count, const double *hype
         return -1;
     const int status =
         run_tensor_steps(records, count, hyper, constants, NAME(sgd_sums_chunk), 3,
-                         NAME(sgd_solve), NAME(sgd_update_chunk), terms, threads);
+                         NAME(sgd_solve), NAME(sgd_update_chunk), betas, threads);
     for (int64_t t = 0; status == 0 && t < count; ++t) {
         const int64_t *record = records + t * R_FIELDS;
         NAME(store)(record[R_BETA], (T)constants[t * K_FIELDS + K_BETA]);
@@ -439,28 +438,28 @@ int NAME(am_adamw_sums)(const int64_t *records, int64_t count, const double *hyp
 
 /* amadamw_terms_from_dots with the gap of gap_scale, then beta (am_select_beta). */
 static void NAME(adamw_solve)(const int64_t *record, const double *hyper, double *constants,
-                              const double *dots, double *terms)
+                              const double *dots, double *beta_out)
 {
     const double lr = hyper[H_LR], mu = hyper[H_WEIGHT_DECAY];
     const double gap = dots[0] * NAME(adamw_gap_scale)(record, hyper);
-    terms[0] = gap - lr * (mu * dots[1] + dots[2]);
-    terms[1] = lr * dots[3];
-    const double beta = am_select_beta(terms[0], terms[1], hyper[H_CAP]);
+    const double beta = am_select_beta(gap - lr * (mu * dots[1] + dots[2]), lr * dots[3],
+                                       hyper[H_CAP]);
+    *beta_out = beta;
     constants[K_BETA] = beta;
     constants[K_ONE_MINUS_BETA] = (T)1 - (T)beta;
 }
 
 /* A step of tensors that are each their own block: sums, beta and update per run of tensors;
- * terms[2 t ...] receive each tensor's (a, b). */
+ * betas[t] receives tensor t's beta. */
 int NAME(am_adamw_steps)(const int64_t *records, int64_t count, const double *hyper,
-                         double *terms, int threads)
+                         double *betas, int threads)
 {
     double *constants = NAME(adamw_constants)(records, count, hyper);
     if (constants == NULL)
         return -1;
     const int status =
         run_tensor_steps(records, count, hyper, constants, NAME(adamw_sums_chunk), 4,
-                         NAME(adamw_solve), NAME(adamw_update_chunk), terms, threads);
+                         NAME(adamw_solve), NAME(adamw_update_chunk), betas, threads);
     for (int64_t t = 0; status == 0 && t < count; ++t) {
         const int64_t *record = records + t * R_FIELDS;
         const double *k = constants + t * K_FIELDS;
