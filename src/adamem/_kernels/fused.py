@@ -16,7 +16,8 @@ A tensor's first step is a single pass (``first``). On the CPU, when each tensor
 its own and its sums are complete on this rank (:func:`tensor_blocks`: ``scope="tensor"``, no
 DTensor), the kernels take a run of tensors through both passes and solve its betas in between
 (by ``select_beta``'s rules, from the same ``(a, b)``), so that the second pass reads from
-cache; the other scopes, and CUDA, run every tensor's first pass before any second pass.
+cache, and hand those betas back (the plan's ``solved``) in place of step 2; the other scopes,
+and CUDA, run every tensor's first pass before any second pass.
 
 A CPU group takes this path when every tensor with a gradient is a contiguous fp32 or fp64 (or
 complex) CPU tensor, the kernels could be built, and the step is not being traced by
