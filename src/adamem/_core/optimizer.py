@@ -11,7 +11,9 @@ in three phases:
    step (multi-tensor or reference, per ``foreach``). ``plan.block_sums()`` returns the
    per-tensor ``(a, b)`` (ALGORITHMS.md §4), updating any statistic that does not depend on
    beta;
-2. :func:`adamem.beta.block_betas` turns the sums into one beta per tensor, per ``scope``;
+2. :func:`adamem.beta.block_betas` turns the sums into one beta per tensor, per ``scope``
+   (a plan that solved them itself while taking the whole step hands them back instead:
+   ``StepPlan.solved``);
 3. ``plan.apply(betas)`` updates parameters and state with those betas.
 
 An optimizer supplies its state (``_init_state``), its torch step (``_torch_step``) and its
