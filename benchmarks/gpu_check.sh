@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything that needs a CUDA GPU, in one run: the Triton path's tests compiled on the device
 # (and the CUDA-only logging, AM-Muon and CUDA graph tests), then the step-time benchmark on
-# cuda (graph-replayed steps and AM-Muon against torch.optim.Muon among its implementations),
+# cuda (AM-Muon against torch.optim.Muon among its implementations), then graph-replayed steps,
 # the host time of a step, and a profile. Logs go to $OUT.
 #   OUT=gpu-results bash benchmarks/gpu_check.sh
 set -u
@@ -19,6 +19,11 @@ timeout 100 python benchmarks/triton_configs.py > "$OUT/triton_configs.txt" 2>&1
 echo "triton_configs exit $?"; tail -14 "$OUT/triton_configs.txt"
 timeout 150 python benchmarks/step_time.py --device cuda --json > "$OUT/step_time_cuda.txt" 2>&1
 echo "step_time exit $?"; grep -v '^\[{' "$OUT/step_time_cuda.txt" | tail -60
+# Graph-replayed steps (docs/speed.md, CUDA graphs) against torch's, and the two-pass bound.
+GRAPHS=torch-adamw-fused-graph,amadamw-fused-graph,torch-sgd-fused-graph,amsgd-fused-graph
+timeout 120 python benchmarks/step_time.py --device cuda --impls "$GRAPHS" --skip-extras --json \
+    > "$OUT/step_time_cuda_graphs.txt" 2>&1
+echo "step_time graphs exit $?"; grep -v '^\[{' "$OUT/step_time_cuda_graphs.txt" | tail -20
 # Where the host and device time of AM steps go (50M parameters, 98 tensors).
 timeout 60 python - > "$OUT/profile_cuda.txt" 2>&1 <<'PY'
 import sys

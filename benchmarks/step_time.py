@@ -388,8 +388,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--impls",
-        default=None,
-        help="comma-separated (default: all; with --device cuda also the graph-replayed steps, "
+        default=",".join(IMPLEMENTATIONS),
+        help="comma-separated (default: all but the graph-replayed steps of --device cuda, "
         + ", ".join(GRAPH_IMPLEMENTATIONS)
         + ")",
     )
@@ -406,12 +406,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = [parameter_count(size) for size in args.sizes.split(",")]
-    if args.impls:
-        impls = args.impls.split(",")
-    else:
-        impls = list(IMPLEMENTATIONS)
-        if DEVICE.type == "cuda":
-            impls += GRAPH_IMPLEMENTATIONS
+    impls = args.impls.split(",")
     for impl in impls:
         if impl in GRAPH_IMPLEMENTATIONS and DEVICE.type != "cuda":
             parser.error(f"{impl} replays a CUDA graph: it needs --device cuda")
