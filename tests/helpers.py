@@ -350,6 +350,29 @@ def assert_equal_states(actual, expected, **tolerance):
         torch.testing.assert_close(actual[key], expected[key], **tolerance, msg=key)
 
 
+# --------------------------------------------------------------------- beta solvers in kernels
+BETA_SOLVER_CAPS = (0.0, 0.5, 0.89, 0.999)
+
+
+def beta_solver_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    """``(a, b)`` on which a kernel's beta solver must agree with ``adamem.beta.select_beta``
+    exactly: random pairs over sixty orders of magnitude, then every pair of the edge values
+    of ALGORITHMS.md §7 (signed zeros, tiny, huge, infinite, NaN; ``b`` never negative)."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, generator=generator, dtype=torch.float64) * 10.0 ** torch.randint(
+        -30, 30, (4000,), generator=generator
+    )
+    b = torch.rand(4000, generator=generator, dtype=torch.float64) * 10.0 ** torch.randint(
+        -30, 30, (4000,), generator=generator
+    )
+    special = [0.0, -0.0, 1.0, -1.0, 1e-300, 1e300, float("inf"), -float("inf"), float("nan")]
+    edge_a = torch.tensor([x for x in special for _ in special], dtype=torch.float64)
+    edge_b = torch.tensor(
+        [abs(y) if y == y else y for _ in special for y in special], dtype=torch.float64
+    )
+    return torch.cat([a, edge_a]), torch.cat([b, edge_b])
+
+
 # ---------------------------------------------------------------------------- path equality
 # Every path (foreach, fused C, Triton) is compared with the single-tensor reference path on the
 # same trajectory: two groups, every scope, maximize, lr changes (one of them to 0) and a

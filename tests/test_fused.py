@@ -8,6 +8,7 @@ import pytest
 import torch
 from helpers import (
     BASE_CASES,
+    BETA_SOLVER_CAPS,
     CASES,
     COMPLEX_CASES,
     FUSED,
@@ -15,6 +16,7 @@ from helpers import (
     REFERENCE,
     SCOPES,
     assert_equal_states,
+    beta_solver_inputs,
     cases,
     make_params,
     parametrize_cases,
@@ -343,18 +345,8 @@ def test_kernel_select_beta_follows_adamem_beta_exactly():
     from adamem.beta import select_beta
 
     kernel = build.select_beta(build.library())
-    generator = torch.Generator().manual_seed(0)
-    a = torch.randn(4000, generator=generator, dtype=torch.float64) * 10.0 ** torch.randint(
-        -30, 30, (4000,), generator=generator
-    )
-    b = torch.rand(4000, generator=generator, dtype=torch.float64) * 10.0 ** torch.randint(
-        -30, 30, (4000,), generator=generator
-    )
-    special = [0.0, -0.0, 1.0, -1.0, 1e-300, 1e300, float("inf"), -float("inf"), float("nan")]
-    edge_a = torch.tensor([x for x in special for _ in special], dtype=torch.float64)
-    edge_b = torch.tensor([abs(y) if y == y else y for _ in special for y in special])
-    a, b = torch.cat([a, edge_a]), torch.cat([b, edge_b.double()])
-    for cap in (0.0, 0.5, 0.89, 0.999):
+    a, b = beta_solver_inputs()
+    for cap in BETA_SOLVER_CAPS:
         expected = select_beta(a, b, cap)
         actual = torch.tensor(
             [kernel(x, y, cap) for x, y in zip(a.tolist(), b.tolist())], dtype=torch.float64

@@ -18,6 +18,7 @@ import pytest
 import torch
 from helpers import (
     BASE_CASES,
+    BETA_SOLVER_CAPS,
     CASES,
     FUSED,
     REFERENCE,
@@ -25,6 +26,7 @@ from helpers import (
     WEIGHT_DECAY_CASES,
     assert_equal_states,
     assert_finite,
+    beta_solver_inputs,
     make_params,
     parametrize_cases,
     quadratic_grads,
@@ -36,6 +38,14 @@ from helpers import (
 import adamem
 from adamem._kernels import build
 from adamem._kernels import fused as fused_path
+
+try:
+    import triton
+    import triton.language as tl
+
+    from adamem._kernels.cuda import _select_beta
+except ImportError:
+    triton = None
 
 CUDA = torch.cuda.is_available()
 # Triton picks its interpreter when it is imported, so without CUDA the kernel tests run in a
@@ -309,3 +319,50 @@ def test_triton_table_built_during_capture_outlives_its_replacement(
     gc.collect()
     assert eager() is None
     assert captured() is not None
+
+
+@parametrize_cases(with_kernels(BASE_CASES))
+def test_triton_betas_solved_in_the_reduction_equal_two_phases(case, kernels, monkeypatch):
+    """Where each tensor is a block of its own, the reduction kernel solves the betas and the
+    core solves none; the states and the recorded betas are those of the step whose betas the
+    core solves from (a, b)."""
+    results = []
+    for in_kernel in (True, False):
+        monkeypatch.setattr(fused_path, "tensor_blocks", lambda batch, on=in_kernel: on)
+        params = device_params(torch.float64)
+        optimizer = case.make(params, fused=True)
+        for step in range(5):
+            quadratic_grads(params, step)
+            optimizer.step()
+        results.append(state_tensors(optimizer, params))
+        (_, betas), *_ = optimizer.solved_betas()
+        results[-1]["solved"] = betas
+        assert (kernels[-1].solved is not None) is in_kernel
+    assert_equal_states(results[0], results[1], rtol=0, atol=1e-12)
+
+
+if triton is not None:
+
+    @triton.jit
+    def _select_beta_kernel(a, b, cap, out, count, BLOCK: tl.constexpr):
+        index = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = index < count
+        beta = _select_beta(
+            tl.load(a + index, mask=mask), tl.load(b + index, mask=mask), tl.load(cap)
+        )
+        tl.store(out + index, beta, mask=mask)
+
+
+def test_triton_select_beta_follows_adamem_beta_exactly(triton_module):
+    """The reduction of a group whose tensors are each a block solves beta in the kernel: the
+    same rules (ALGORITHMS.md §7) and values as adamem.beta.select_beta."""
+    from adamem.beta import select_beta
+
+    a, b = (x.to(DEVICE) for x in beta_solver_inputs())
+    for cap in BETA_SOLVER_CAPS:
+        out = torch.empty_like(a)
+        block = 1024
+        _select_beta_kernel[(triton.cdiv(len(a), block),)](
+            a, b, torch.tensor(cap, dtype=torch.float64, device=DEVICE), out, len(a), BLOCK=block
+        )
+        assert torch.equal(out, select_beta(a, b, cap)), cap

@@ -8,8 +8,9 @@ covers every tensor of the group in one launch:
 1. ``sums`` advances ``v`` (AM-AdamW) and writes each chunk's partial inner products;
    ``reduce`` adds each tensor's partials in a fixed order (deterministic), turns them into
    the tensor's ``(a, b)`` and advances its step count and bias factor;
-2. :func:`adamem.beta.block_betas` solves the betas from the ``(a, b)`` in torch: the kernels
-   never compute beta;
+2. :func:`adamem.beta.block_betas` solves the betas from the ``(a, b)`` in torch; where each
+   tensor is a block of its own (``per_tensor``), ``reduce`` solves them instead, by
+   ``select_beta``'s rules (:func:`_select_beta`), and the plan hands them back;
 3. ``update`` applies the betas to ``d`` and ``x`` and records beta, ``Pi`` and the lr.
 
 The kernels find the tensors in an int64 table on the device: the hyperparameters, a record
@@ -218,6 +219,17 @@ def _chunk_sum(
     return tl.sum(total, axis=0)
 
 
+@triton.jit
+def _select_beta(a, b, cap):
+    """:func:`adamem.beta.select_beta` of one block (ALGORITHMS.md §7), in float64: the
+    maximiser of ``a beta - b beta^2 / 2`` over ``[0, cap]``, 0 where it is undefined."""
+    ratio = a / b
+    interior = tl.minimum(tl.maximum(ratio, 0.0), cap)
+    beta = tl.where(b > 0, interior, tl.where(a > 0, cap, 0.0))
+    undefined = ((b > 0) & (ratio != ratio)) | (a != a) | (b != b)
+    return tl.where(undefined, 0.0, beta)
+
+
 # ---------------------------------------------------------------------------------- AM-SGD
 @triton.jit
 def _sgd_sums_kernel(
@@ -274,9 +286,12 @@ def _sgd_reduce_kernel(
     COMPUTE: tl.constexpr,
     REDUCE_BLOCK: tl.constexpr,
     ROUNDS: tl.constexpr,
+    SOLVE: tl.constexpr,
 ):
     """amsgd_block_sums' dots of tensor ``first_steps + program``: ``dots`` gets the gap
-    prev_lr <g, d>, then <d - g, g + lambd d>, then ||d - g||^2."""
+    prev_lr <g, d>, then <d - g, g + lambd d>, then ||d - g||^2; with ``SOLVE`` (the tensor
+    is a block of its own) ``dots[program]`` gets instead the beta of amsgd_terms_from_dots'
+    (a, b)."""
     s = tl.program_id(0)
     tensor = first_steps + s
     record = records + RECORD_FIELDS * tensor
@@ -286,9 +301,14 @@ def _sgd_reduce_kernel(
     pull = _chunk_sum(partials, begin, end, 1, 3, REDUCE_BLOCK, ROUNDS)
     curvature = _chunk_sum(partials, begin, end, 2, 3, REDUCE_BLOCK, ROUNDS)
     prev_lr = tl.load(_scalar(record, R_PREV_LR, COMPUTE)).to(tl.float64)
-    tl.store(dots + s, prev_lr * memory_dot)
-    tl.store(dots + seen + s, pull)
-    tl.store(dots + 2 * seen + s, curvature)
+    if SOLVE:
+        scale = _hyper(table, H_LR) / (1 + _hyper(table, H_LAMBD))
+        a = prev_lr * memory_dot - scale * pull
+        tl.store(dots + s, _select_beta(a, scale * curvature, _hyper(table, H_CAP)))
+    else:
+        tl.store(dots + s, prev_lr * memory_dot)
+        tl.store(dots + seen + s, pull)
+        tl.store(dots + 2 * seen + s, curvature)
 
 
 @triton.jit
@@ -451,11 +471,13 @@ def _adamw_reduce_kernel(
     COMPUTE: tl.constexpr,
     REDUCE_BLOCK: tl.constexpr,
     ROUNDS: tl.constexpr,
+    SOLVE: tl.constexpr,
 ):
     """For every tensor: advance the step count and store this step's bias factor
     1 - beta1_max Pi; past its first step, also write its dots: ``dots`` gets the gap
     (gap_scale times <g, d / P_last + mu x>), <x, d - g>, <M (d - g), g + pull d>,
-    <d - g, M (d - g)>."""
+    <d - g, M (d - g)>; with ``SOLVE`` (the tensor is a block of its own) ``dots[s]`` gets
+    instead the beta of amadamw_terms_from_dots' (a, b)."""
     tensor = tl.program_id(0)
     record = records + RECORD_FIELDS * tensor
     step_address = _scalar(record, R_STEP, COMPUTE)
@@ -476,10 +498,14 @@ def _adamw_reduce_kernel(
             gap_scale = (1 + mu * lr) * prev_lr
         else:
             gap_scale = prev_lr / (1 - mu * prev_lr)
-        tl.store(dots + s, gap_scale * gap_dot)
-        tl.store(dots + seen + s, decay)
-        tl.store(dots + 2 * seen + s, pull)
-        tl.store(dots + 3 * seen + s, curvature)
+        if SOLVE:
+            a = gap_scale * gap_dot - lr * (mu * decay + pull)
+            tl.store(dots + s, _select_beta(a, lr * curvature, _hyper(table, H_CAP)))
+        else:
+            tl.store(dots + s, gap_scale * gap_dot)
+            tl.store(dots + seen + s, decay)
+            tl.store(dots + 2 * seen + s, pull)
+            tl.store(dots + 3 * seen + s, curvature)
     tl.store(step_address, tl.load(step_address) + 1)
     tl.store(_scalar(record, R_PREV_BC1, COMPUTE), bias_correction1)
 
@@ -685,14 +711,17 @@ class _Step:
     """One group's step on the kernels: :meth:`block_sums` and :meth:`apply` are the
     optimizer's ``_block_sums`` and ``_apply``. Subclasses name the kernels."""
 
-    solved: Tensor | None = None  # the core solves the betas (StepPlan.solved)
+    solved: Tensor | None = None  # set by block_sums with per_tensor (StepPlan.solved)
 
     sums_kernel: Any
     reduce_kernel: Any
     update_kernel: Any
 
-    def __init__(self, batch: ParamBatch, layout: Layout, kernels: Any) -> None:
+    def __init__(
+        self, batch: ParamBatch, layout: Layout, kernels: Any, per_tensor: bool = False
+    ) -> None:
         self.batch = batch
+        self.per_tensor = per_tensor
         self.layout = layout
         self.kernels = kernels
         self.dots = kernels.dots
@@ -705,11 +734,15 @@ class _Step:
 
     def block_sums(self) -> tuple[Tensor, Tensor] | None:
         """The sums pass and the reduction: the ``(a, b)`` of the tensors past their first
-        step (float64), or ``None`` if there is none."""
+        step (float64), or ``None`` if there is none. With ``per_tensor`` (each tensor is a
+        block of its own) the reduction solves the betas and the update pass follows: the
+        betas are left in :attr:`solved` and ``None`` is returned."""
         layout = self.layout
         partials = torch.empty(layout.chunks, self.dots, dtype=torch.float64, device=self.device)
         self._launch_chunks(self.sums_kernel, partials, *self._sums_arguments())
-        dots = torch.empty(self.dots, self.seen, dtype=torch.float64, device=self.device)
+        solve = self.per_tensor and self.seen > 0
+        rows = 1 if solve else self.dots
+        dots = torch.empty(rows, self.seen, dtype=torch.float64, device=self.device)
         grid = self._reduce_grid()
         if grid:
             rounds = max(-(-layout.most_chunks // REDUCE_BLOCK), 1)
@@ -725,8 +758,13 @@ class _Step:
                 REDUCE_BLOCK=REDUCE_BLOCK,
                 # A power of two: a model compiles the kernel for one or two values at most.
                 ROUNDS=triton.next_power_of_2(rounds),
+                SOLVE=solve,
             )
         if not self.seen:
+            return None
+        if solve:
+            self.solved = dots[0]
+            self.apply(self.solved)
             return None
         return self.kernels.terms_from_dots(dots, self.batch.group)
 

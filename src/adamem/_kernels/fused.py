@@ -16,8 +16,9 @@ A tensor's first step is a single pass (``first``). On the CPU, when each tensor
 its own and its sums are complete on this rank (:func:`tensor_blocks`: ``scope="tensor"``, no
 DTensor), the kernels take a run of tensors through both passes and solve its betas in between
 (by ``select_beta``'s rules, from the same ``(a, b)``), so that the second pass reads from
-cache, and hand those betas back (the plan's ``solved``) in place of step 2; the other scopes,
-and CUDA, run every tensor's first pass before any second pass.
+cache, and hand those betas back (the plan's ``solved``) in place of step 2; the other scopes
+run every tensor's first pass before any second pass. On CUDA the passes stay two launches,
+and for such groups the reduction between them solves the betas (so step 2 launches nothing).
 
 A CPU group takes this path when every tensor with a gradient is a contiguous fp32 or fp64 (or
 complex) CPU tensor, the kernels could be built, and the step is not being traced by
@@ -101,7 +102,7 @@ def plan(batch: ParamBatch, kind: Kernels | None, layouts: LayoutCache) -> Any:
     if on_triton:
         from . import cuda
 
-        return cuda.STEPS[kind.name](batch, layout, kind)
+        return cuda.STEPS[kind.name](batch, layout, kind, per_tensor=tensor_blocks(batch))
     return cpu.step(batch, kind, layout, per_tensor=tensor_blocks(batch))
 
 
