@@ -112,6 +112,7 @@ GRAPH_IMPLEMENTATIONS: dict[str, Factory] = {
     ),
     "amsgd-fused-graph": lambda p: CapturedStep(adamem.AMSGD(p, lr=device_lr(0.1), fused=True)),
 }
+ALL_IMPLEMENTATIONS = {**IMPLEMENTATIONS, **GRAPH_IMPLEMENTATIONS}
 
 
 # fp32 arrays of the parameters' size that one step reads or writes at the least (weight decay
@@ -199,9 +200,7 @@ def step_records(sizes: list[int], impls: list[str], warmup: int, steps: int) ->
         shapes = gpt_shapes(size)
         numel = sum(math.prod(shape) for shape in shapes)
         optimizers = {
-            impl: {**IMPLEMENTATIONS, **GRAPH_IMPLEMENTATIONS}[impl](
-                make_parameters(shapes, seed=index)
-            )
+            impl: ALL_IMPLEMENTATIONS[impl](make_parameters(shapes, seed=index))
             for index, impl in enumerate(impls)
         }
         times = time_steps(optimizers, warmup, steps)
@@ -410,7 +409,7 @@ def main() -> None:
     for impl in impls:
         if impl in GRAPH_IMPLEMENTATIONS and DEVICE.type != "cuda":
             parser.error(f"{impl} replays a CUDA graph: it needs --device cuda")
-        if impl not in IMPLEMENTATIONS and impl not in GRAPH_IMPLEMENTATIONS:
+        if impl not in ALL_IMPLEMENTATIONS:
             parser.error(f"unknown implementation {impl}")
     for impl in impls:
         if baseline_of(impl) not in impls:
